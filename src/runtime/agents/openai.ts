@@ -1,0 +1,453 @@
+/**
+ * The `openai` agent: any OpenAI-compatible `/v1/chat/completions` endpoint,
+ * streamed, with two tools (`run_command`, `start_background_job`) and at
+ * most 12 rounds a run.
+ *
+ * Retries are not ours: the client is made with `maxRetries: 0` and every
+ * failure becomes an {@link AgentError} for the job machine to back off on.
+ */
+
+import OpenAI, { APIConnectionError, APIConnectionTimeoutError, APIError, APIUserAbortError } from 'openai';
+import type { ChatCompletionMessageParam, ChatCompletionTool } from 'openai/resources/chat/completions';
+import { AgentError } from './agent.js';
+import type { Agent, AgentMessage, AgentResult, AgentRunInput, AgentTools, ToolEvent } from './agent.js';
+import { clip, describe, retryAfterFromHeaders } from './sse.js';
+
+/** The hard cap on model rounds in one run (SPEC §4). */
+export const MAX_ROUNDS = 12;
+
+/**
+ * The client-side timeout we give the SDK: the largest a Node timer takes.
+ * The SDK insists on one (10 minutes by default, before headers only); the
+ * run's deadline belongs to the caller's signal, so this one must never fire.
+ */
+const NO_TIMEOUT_MS = 2_147_483_647;
+
+/** The tools offered to the model. */
+export const OPENAI_TOOLS: ChatCompletionTool[] = [
+  {
+    type: 'function',
+    function: {
+      name: 'run_command',
+      description:
+        'Runs a short shell command to completion and returns its output and exit code. ' +
+        'For anything that takes long (installs, test suites, transcriptions), use start_background_job.',
+      parameters: {
+        type: 'object',
+        properties: { command: { type: 'string', description: 'The shell command to run.' } },
+        required: ['command'],
+        additionalProperties: false,
+      },
+    },
+  },
+  {
+    type: 'function',
+    function: {
+      name: 'start_background_job',
+      description:
+        'Starts a long-running shell command as a background job and returns at once with its id. ' +
+        'When the job finishes you are re-invoked automatically with its result, so do not wait, ' +
+        'sleep or poll for it: end your turn after starting it.',
+      parameters: {
+        type: 'object',
+        properties: { command: { type: 'string', description: 'The shell command to run in the background.' } },
+        required: ['command'],
+        additionalProperties: false,
+      },
+    },
+  },
+];
+
+/** The tool result the model gets after `start_background_job`. */
+export function backgroundJobStartedText(jobId: string, command: string): string {
+  return (
+    `Background job ${jobId} started for \`${command}\`. ` +
+    'You will be re-invoked automatically with its result when it finishes. ' +
+    'Do not wait, sleep or poll for it: tell the user what you started and end your turn now.'
+  );
+}
+
+/** The tool result the model gets after `run_command`. */
+export function commandResultText(exitCode: number | null, output: string): string {
+  const status = exitCode === null ? 'no exit code (killed or timed out)' : `exit code ${exitCode}`;
+  const body = output.trim().length === 0 ? '(no output)' : output;
+  return `Command finished with ${status}.\nOutput:\n${body}`;
+}
+
+/** Options of {@link OpenAIAgent}. */
+export interface OpenAIAgentOptions {
+  /** The API base URL, ending in `/v1` (e.g. `http://127.0.0.1:1234/v1`). */
+  baseURL: string;
+  /** Bearer key; local servers often need none (a placeholder is sent then). */
+  apiKey?: string;
+  model: string;
+  /** A fetch implementation (defaults to the global one). */
+  fetch?: typeof fetch;
+}
+
+/** A tool call being assembled from streamed pieces. */
+interface PendingToolCall {
+  id: string;
+  name: string;
+  arguments: string;
+}
+
+/** What one streamed round produced. */
+interface RoundResult {
+  text: string;
+  toolCalls: PendingToolCall[];
+  model: string | null;
+}
+
+/** What the fetch wrapper saw of one streamed body. */
+interface StreamWatch {
+  sawDone: boolean;
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/**
+ * A pass-through that notes whether the body carried `data: [DONE]`. The SDK
+ * ends its iteration quietly when a body just stops, so without this a
+ * stream cut short at a chunk boundary would look like a finished answer.
+ * Only the first 32 characters of a line are kept: the check is a prefix.
+ */
+function doneDetector(watch: StreamWatch): TransformStream<Uint8Array, Uint8Array> {
+  const decoder = new TextDecoder();
+  let partial = '';
+  const scan = (text: string): void => {
+    const lines = (partial + text).split('\n');
+    partial = (lines.pop() ?? '').slice(0, 32);
+    for (const line of lines) {
+      if (/^data:\s?\[DONE\]/.test(line)) watch.sawDone = true;
+    }
+  };
+  return new TransformStream<Uint8Array, Uint8Array>({
+    transform(chunk, controller) {
+      scan(decoder.decode(chunk, { stream: true }));
+      controller.enqueue(chunk);
+    },
+    flush() {
+      scan(`${decoder.decode()}\n`);
+    },
+  });
+}
+
+function toParam(message: AgentMessage): ChatCompletionMessageParam {
+  switch (message.role) {
+    case 'system':
+      return { role: 'system', content: message.content };
+    case 'user':
+      return { role: 'user', content: message.content };
+    case 'assistant':
+      return { role: 'assistant', content: message.content };
+  }
+}
+
+/**
+ * An agent on an OpenAI-compatible chat completions endpoint. One client per
+ * agent; runs may overlap (each keeps its own state).
+ */
+export class OpenAIAgent implements Agent {
+  readonly kind = 'openai';
+  readonly model: string;
+  readonly #client: OpenAI;
+  /** Keyed by the Response the wrapper handed to the SDK (it passes it back via `withResponse`). */
+  readonly #watches = new WeakMap<Response, StreamWatch>();
+
+  constructor(opts: OpenAIAgentOptions) {
+    this.model = opts.model;
+    const baseFetch = opts.fetch ?? globalThis.fetch;
+    const watchingFetch = async (url: string | URL | Request, init?: RequestInit): Promise<Response> => {
+      const response = await baseFetch(url, init);
+      if (!response.ok || response.body === null) return response;
+      const watch: StreamWatch = { sawDone: false };
+      const wrapped = new Response(response.body.pipeThrough(doneDetector(watch)), {
+        status: response.status,
+        statusText: response.statusText,
+        headers: response.headers,
+      });
+      this.#watches.set(wrapped, watch);
+      return wrapped;
+    };
+    this.#client = new OpenAI({
+      baseURL: opts.baseURL,
+      // The SDK refuses to start without a key; local servers need none.
+      apiKey: opts.apiKey ?? process.env['OPENAI_API_KEY'] ?? 'baton-no-key',
+      maxRetries: 0,
+      timeout: NO_TIMEOUT_MS,
+      fetch: watchingFetch,
+      // The SDK logs stream parse failures itself; we report them as
+      // AgentErrors instead. OPENAI_LOG still turns its logging on.
+      logLevel: process.env['OPENAI_LOG'] ? undefined : 'off',
+    });
+  }
+
+  async run(input: AgentRunInput): Promise<AgentResult> {
+    const { signal } = input;
+    if (signal.aborted) throw new AgentError('agent_aborted', 'the agent run was aborted', null, { cause: signal.reason });
+    const requested = Number.isFinite(input.maxRounds) ? Math.floor(input.maxRounds) : MAX_ROUNDS;
+    const maxRounds = Math.min(MAX_ROUNDS, Math.max(1, requested));
+    const messages: ChatCompletionMessageParam[] = input.messages.map(toParam);
+    const toolEvents: ToolEvent[] = [];
+    let content = '';
+    let model = this.model;
+
+    // Visible text of every round goes out through onDelta; the rounds are
+    // joined by a blank line, sent as a delta too, so that the stored text is
+    // exactly what was streamed.
+    const emit = (delta: string): void => {
+      content += delta;
+      input.onDelta?.(delta);
+    };
+
+    try {
+      for (let round = 1; round <= maxRounds; round += 1) {
+        input.onStep?.(round);
+        const separator = content.length > 0 ? '\n\n' : '';
+        let started = false;
+        const result = await this.#streamRound(messages, signal, (delta) => {
+          if (!started) {
+            started = true;
+            if (separator) emit(separator);
+          }
+          emit(delta);
+        });
+        if (result.model) model = result.model;
+        if (result.toolCalls.length === 0) return finish(content, toolEvents, model);
+
+        messages.push({
+          role: 'assistant',
+          content: result.text.length > 0 ? result.text : null,
+          tool_calls: result.toolCalls.map((call) => ({
+            id: call.id,
+            type: 'function' as const,
+            function: { name: call.name, arguments: call.arguments },
+          })),
+        });
+        for (const call of result.toolCalls) {
+          const reply = await runTool(call, round, input.tools, signal, (event) => {
+            toolEvents.push(event);
+            input.onTool?.(event);
+          });
+          messages.push({ role: 'tool', tool_call_id: call.id, content: reply });
+        }
+      }
+    } catch (error) {
+      throw toAgentError(error, signal);
+    }
+
+    // The model still wanted tools after the last round: keep what it did.
+    if (content.trim().length > 0 || toolEvents.length > 0) return { content, toolEvents, model };
+    throw new AgentError('agent_rounds', `the model used all ${maxRounds} rounds without an answer`);
+  }
+
+  /** Streams one completion; returns its text, its assembled tool calls and the reported model. */
+  async #streamRound(
+    messages: ChatCompletionMessageParam[],
+    signal: AbortSignal,
+    onText: (delta: string) => void,
+  ): Promise<RoundResult> {
+    // The SDK adds an abort listener to the signal it is given and never
+    // removes it; a per-round child signal keeps the run's signal from
+    // collecting one listener per round.
+    const round = new AbortController();
+    const forward = (): void => round.abort(signal.reason);
+    signal.addEventListener('abort', forward, { once: true });
+    try {
+      return await this.#streamRoundWith(messages, signal, round.signal, onText);
+    } finally {
+      signal.removeEventListener('abort', forward);
+    }
+  }
+
+  async #streamRoundWith(
+    messages: ChatCompletionMessageParam[],
+    signal: AbortSignal,
+    roundSignal: AbortSignal,
+    onText: (delta: string) => void,
+  ): Promise<RoundResult> {
+    const { data: stream, response } = await this.#client.chat.completions
+      .create({ model: this.model, messages, tools: OPENAI_TOOLS, stream: true }, { signal: roundSignal })
+      .withResponse();
+    const watch = this.#watches.get(response);
+    let text = '';
+    let model: string | null = null;
+    let finished = false;
+    const calls: PendingToolCall[] = [];
+    const byIndex = new Map<number, PendingToolCall>();
+
+    for await (const chunk of stream) {
+      // The chunk comes from a server we do not control: read it as unknown.
+      const raw: unknown = chunk;
+      if (!isRecord(raw)) continue;
+      if (typeof raw['model'] === 'string' && raw['model'].length > 0) model = raw['model'];
+      const choices = raw['choices'];
+      if (!Array.isArray(choices)) continue;
+      const choice: unknown = choices[0];
+      if (!isRecord(choice)) continue;
+      if (typeof choice['finish_reason'] === 'string') finished = true;
+      const delta = choice['delta'];
+      if (!isRecord(delta)) continue;
+      // `reasoning_content` / `reasoning` deltas are the model's thinking:
+      // never shown, never stored, so they are simply not read.
+      const piece = delta['content'];
+      if (typeof piece === 'string' && piece.length > 0) {
+        text += piece;
+        onText(piece);
+      }
+      const toolCalls = delta['tool_calls'];
+      if (Array.isArray(toolCalls)) {
+        for (const part of toolCalls) mergeToolCall(part, calls, byIndex);
+      }
+    }
+
+    // The SDK ends quietly on abort; an aborted run must not pass as an answer.
+    if (signal.aborted) throw new AgentError('agent_aborted', 'the agent run was aborted', null, { cause: signal.reason });
+    if (!finished && watch !== undefined && !watch.sawDone) {
+      throw new AgentError('agent_stream', 'the model stream ended before its end ([DONE] or a finish_reason)');
+    }
+    calls.forEach((call, i) => {
+      if (call.id.length === 0) call.id = `call_${i}`;
+    });
+    return { text, toolCalls: calls, model };
+  }
+}
+
+/**
+ * Adds one streamed tool-call piece. Real servers send the id and name in
+ * the first piece of a call and its arguments in later pieces, all under the
+ * same `index`; some send whole calls without an index, in order.
+ */
+function mergeToolCall(part: unknown, calls: PendingToolCall[], byIndex: Map<number, PendingToolCall>): void {
+  if (!isRecord(part)) return;
+  const index = typeof part['index'] === 'number' ? part['index'] : null;
+  const id = typeof part['id'] === 'string' ? part['id'] : '';
+  const fn = isRecord(part['function']) ? part['function'] : {};
+  const name = typeof fn['name'] === 'string' ? fn['name'] : '';
+  const args = typeof fn['arguments'] === 'string' ? fn['arguments'] : '';
+
+  let call = index !== null ? byIndex.get(index) : undefined;
+  if (call === undefined && index === null && id.length === 0) call = calls[calls.length - 1];
+  if (call === undefined) {
+    call = { id, name, arguments: '' };
+    calls.push(call);
+    if (index !== null) byIndex.set(index, call);
+  } else {
+    if (id.length > 0 && call.id.length === 0) call.id = id;
+    if (name.length > 0 && call.name.length === 0) call.name = name;
+  }
+  call.arguments += args;
+}
+
+/** Reads the `command` argument of a tool call, or says what is wrong with it. */
+function commandArgument(call: PendingToolCall): { command: string } | { problem: string } {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(call.arguments.trim().length > 0 ? call.arguments : '{}');
+  } catch {
+    return { problem: `the arguments of ${call.name} are not valid JSON: ${clip(call.arguments, 200)}` };
+  }
+  if (!isRecord(parsed) || typeof parsed['command'] !== 'string' || parsed['command'].trim().length === 0) {
+    return { problem: `${call.name} needs a non-empty string argument "command"` };
+  }
+  return { command: parsed['command'] };
+}
+
+/**
+ * Runs one tool call and returns the text told to the model. A real tool
+ * run (even one that fails) is recorded as a ToolEvent; a call the model got
+ * wrong (unknown tool, bad arguments) is only answered, so the model can fix it.
+ */
+async function runTool(
+  call: PendingToolCall,
+  round: number,
+  tools: AgentTools,
+  signal: AbortSignal,
+  record: (event: ToolEvent) => void,
+): Promise<string> {
+  if (call.name !== 'run_command' && call.name !== 'start_background_job') {
+    return `Error: unknown tool "${call.name}". The tools are run_command and start_background_job.`;
+  }
+  const argument = commandArgument(call);
+  if ('problem' in argument) return `Error: ${argument.problem}.`;
+  const { command } = argument;
+
+  if (call.name === 'run_command') {
+    let output: string;
+    let exitCode: number | null;
+    try {
+      ({ output, exitCode } = await tools.runCommand(command, signal));
+    } catch (error) {
+      if (signal.aborted) throw error;
+      output = `Error: the command could not be run: ${describe(error)}`;
+      exitCode = null;
+    }
+    if (signal.aborted) throw new AgentError('agent_aborted', 'the agent run was aborted');
+    record({ round, tool: call.name, command, output, exitCode });
+    return commandResultText(exitCode, output);
+  }
+
+  let reply: string;
+  try {
+    const { jobId } = await tools.startBackgroundJob(command);
+    reply = backgroundJobStartedText(jobId, command);
+  } catch (error) {
+    reply = `Error: the background job could not be started: ${describe(error)}`;
+  }
+  record({ round, tool: call.name, command, output: reply, exitCode: null });
+  if (signal.aborted) throw new AgentError('agent_aborted', 'the agent run was aborted');
+  return reply;
+}
+
+function finish(content: string, toolEvents: ToolEvent[], model: string): AgentResult {
+  if (content.trim().length === 0 && toolEvents.length === 0) {
+    throw new AgentError('agent_empty', 'the model answered with no text and no tool calls');
+  }
+  return { content, toolEvents, model };
+}
+
+/** Maps whatever a run threw to the AgentError the job machine understands. */
+export function toAgentError(error: unknown, signal: AbortSignal): AgentError {
+  if (signal.aborted || error instanceof APIUserAbortError) {
+    return error instanceof AgentError && error.code === 'agent_aborted'
+      ? error
+      : new AgentError('agent_aborted', 'the agent run was aborted', null, { cause: error });
+  }
+  if (error instanceof AgentError) return error;
+  if (error instanceof APIConnectionTimeoutError) {
+    return new AgentError('agent_stream', `the model server timed out: ${describe(error)}`, null, { cause: error });
+  }
+  if (error instanceof APIConnectionError) {
+    return new AgentError('agent_stream', `connection to the model server failed: ${describe(error)}`, null, {
+      cause: error,
+    });
+  }
+  if (error instanceof APIError) {
+    if (error.status === 429) {
+      return new AgentError(
+        'agent_rate_limited',
+        `the model server is rate limiting (HTTP 429): ${clip(error.message)}`,
+        retryAfterFromHeaders(error.headers),
+        { cause: error },
+      );
+    }
+    if (typeof error.status === 'number') {
+      return new AgentError('agent_http', `the model server answered HTTP ${error.status}: ${clip(error.message)}`, null, {
+        cause: error,
+      });
+    }
+    // No status: the SDK found an `error` object inside the stream.
+    return new AgentError('agent_error_frame', `the model stream carried an error: ${clip(error.message)}`, null, {
+      cause: error,
+    });
+  }
+  if (error instanceof SyntaxError) {
+    return new AgentError('agent_stream', `malformed data in the model stream: ${clip(error.message)}`, null, {
+      cause: error,
+    });
+  }
+  return new AgentError('agent_stream', `the model stream failed: ${describe(error)}`, null, { cause: error });
+}

@@ -1,0 +1,595 @@
+/**
+ * Runs background jobs as detached process groups and reports how they end.
+ *
+ * The runner knows nothing about machines or the store: the runtime starts a
+ * job, stores the returned {@link ProcessHandle}, and gets one `onExit` call
+ * when the job ends. After a restart of the service the runtime hands the
+ * stored handle back to {@link ProcessRunner.adopt}.
+ *
+ * Everything the runner needs to decide an outcome is on disk in the job's
+ * directory (see `JOB_FILES`), written in an order that survives a restart at
+ * any point: the wrapper writes `exit` atomically when the command ends, and
+ * the runner writes a `timedout` or `cancelled` marker before it kills.
+ */
+import { spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { existsSync, watch } from 'node:fs';
+import type { FSWatcher } from 'node:fs';
+import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { DEFAULT_HEAD_BYTES, DEFAULT_TAIL_BYTES, readCappedFile } from './output-cap.js';
+import type { CapOptions } from './output-cap.js';
+import { identityOf, isSameProcessAlive, liveGroupMembers, readProcStat } from './proc-identity.js';
+import { JOB_FILES, wrapperScript } from './wrapper.js';
+
+/** How a job's process ended. */
+export type ProcessOutcome = 'succeeded' | 'failed' | 'timedOut' | 'lost' | 'cancelled';
+
+/** What to run. */
+export interface ProcessSpec {
+  jobId: string;
+  /** Shell command, run by `sh` exactly as given. */
+  command: string;
+  /** Working directory of the command. */
+  cwd: string;
+  /** Deadline in seconds after `startedAt`; 0, negative or infinite means none. */
+  timeoutS: number;
+  /** The job's own directory (wrapper, log, exit file); created by the runner. */
+  dir: string;
+  /** Epoch ms the deadline counts from, for `adopt`; defaults to the handle's `startedAt`. */
+  startedAt?: number;
+}
+
+/** What the runtime stores to find a running job again after a restart. */
+export interface ProcessHandle {
+  /** Pid of the wrapper, which is also the id of the job's process group. */
+  pid: number;
+  /** Proves identity: `<boot id>:<start ticks>` from `/proc/<pid>/stat` field 22. */
+  startTime: string;
+  /** Absolute job directory. */
+  dir: string;
+  /** Epoch ms the job started. */
+  startedAt: number;
+}
+
+/** How a job ended. */
+export interface ProcessExit {
+  outcome: ProcessOutcome;
+  /** The command's exit status (128+n for signal n) as the wrapper recorded it; null when none was. */
+  exitCode: number | null;
+  /** Head and tail of the output (see `readOutput`). */
+  output: string;
+  truncated: boolean;
+  /** Epoch ms. For a job that ended while the service was down, the time the exit file was written. */
+  finishedAt: number;
+  durationMs: number;
+  timeoutS: number;
+}
+
+/** Called once per watched job when it ends. Exceptions are logged, not thrown. */
+export type ExitListener = (jobId: string, exit: ProcessExit) => void;
+
+/** Options of {@link ProcessRunner}. */
+export interface ProcessRunnerOptions {
+  onExit: ExitListener;
+  /** @defaultValue Date.now */
+  now?: () => number;
+  /** @defaultValue 2000 */
+  outputHeadBytes?: number;
+  /** @defaultValue 6000 */
+  outputTailBytes?: number;
+  /** Time between SIGTERM and SIGKILL. @defaultValue 5000 */
+  killGraceMs?: number;
+  /** Period of the safety sweep over adopted processes. @defaultValue 2000 */
+  sweepIntervalMs?: number;
+  logger?: { warn(obj: object, msg?: string): void };
+}
+
+type KillReason = 'timedOut' | 'cancelled';
+
+// setTimeout fires at once for delays past 2^31-1 ms, so long deadlines are re-armed.
+const MAX_TIMER_MS = 2 ** 31 - 1;
+const KILL_CHECK_FIRST_MS = 10;
+const KILL_CHECK_MAX_MS = 250;
+const STALE_FILES = [
+  JOB_FILES.exit,
+  JOB_FILES.exitTmp,
+  JOB_FILES.pid,
+  JOB_FILES.output,
+  JOB_FILES.timedOut,
+  JOB_FILES.cancelled,
+];
+
+interface Watch {
+  readonly jobId: string;
+  readonly dir: string;
+  readonly pid: number;
+  readonly startTime: string;
+  readonly startedAt: number;
+  readonly timeoutS: number;
+  /** Set for a process this runner started; null for an adopted one. */
+  child: ChildProcess | null;
+  onChildExit: (() => void) | null;
+  watcher: FSWatcher | null;
+  sweep: NodeJS.Timeout | null;
+  deadline: NodeJS.Timeout | null;
+  grace: NodeJS.Timeout | null;
+  /** Re-checks the group during the grace, so an emptied group ends the kill early. */
+  killCheck: NodeJS.Timeout | null;
+  killReason: KillReason | null;
+  done: boolean;
+  /** Resolves after onExit has been called, or when the runner stops watching. */
+  settled: Promise<void>;
+  settle: () => void;
+}
+
+/** The outcome from what was recorded. A marker wins: it was written before the kill. */
+export function decideOutcome(exitCode: number | null, marker: KillReason | null): ProcessOutcome {
+  if (marker !== null) return marker;
+  if (exitCode === null) return 'lost';
+  return exitCode === 0 ? 'succeeded' : 'failed';
+}
+
+function errorCode(err: unknown): string | undefined {
+  return (err as NodeJS.ErrnoException | undefined)?.code;
+}
+
+/** Detached process runner; see the module comment. */
+export class ProcessRunner {
+  private readonly onExit: ExitListener;
+  private readonly now: () => number;
+  private readonly headBytes: number;
+  private readonly tailBytes: number;
+  private readonly killGraceMs: number;
+  private readonly sweepIntervalMs: number;
+  private readonly logger: { warn(obj: object, msg?: string): void } | undefined;
+  private readonly watches = new Map<string, Watch>();
+  /** Job ids between the start of `start()`/`adopt()` and their watch being registered. */
+  private readonly pending = new Set<string>();
+  /** SIGKILL timers for processes a finished job left behind in its group. */
+  private readonly reapers = new Map<NodeJS.Timeout, { pid: number; startTime: string }>();
+  private closing: Promise<void> | null = null;
+
+  constructor(opts: ProcessRunnerOptions) {
+    this.onExit = opts.onExit;
+    this.now = opts.now ?? Date.now;
+    this.headBytes = opts.outputHeadBytes ?? DEFAULT_HEAD_BYTES;
+    this.tailBytes = opts.outputTailBytes ?? DEFAULT_TAIL_BYTES;
+    this.killGraceMs = opts.killGraceMs ?? 5000;
+    this.sweepIntervalMs = opts.sweepIntervalMs ?? 2000;
+    this.logger = opts.logger;
+  }
+
+  /**
+   * Starts a job detached in its own process group (so it outlives a restart
+   * of the service) and returns once the wrapper runs. `onExit` is called
+   * when it ends.
+   */
+  async start(spec: ProcessSpec): Promise<ProcessHandle> {
+    this.reserve(spec.jobId);
+    try {
+      const dir = resolve(spec.dir);
+      const cwd = resolve(spec.cwd);
+      await mkdir(dir, { recursive: true });
+      // A reused directory must not hand this run an old exit file or marker.
+      await Promise.all(STALE_FILES.map((f) => rm(join(dir, f), { force: true })));
+      await writeFile(join(dir, JOB_FILES.command), spec.command);
+      await writeFile(join(dir, JOB_FILES.wrapper), wrapperScript());
+      this.assertOpen();
+
+      const child = spawn('/bin/sh', [join(dir, JOB_FILES.wrapper), dir, cwd], {
+        cwd: dir,
+        detached: true,
+        stdio: 'ignore',
+      });
+      const pid = child.pid;
+      if (pid === undefined) {
+        const [err] = (await once(child, 'error')) as [Error];
+        throw err;
+      }
+      // Read before any await: until the event loop reaps the child, its
+      // /proc entry exists even if it has already exited.
+      const procStat = readProcStat(pid);
+      if (procStat === null) {
+        // Unwatchable means unaccounted for: do not leave it running.
+        process.kill(-pid, 'SIGKILL');
+        throw new Error(`cannot read /proc/${pid}/stat of the job wrapper`);
+      }
+      const startedAt = this.now();
+      const w = this.newWatch(spec.jobId, dir, pid, identityOf(procStat), startedAt, spec.timeoutS);
+      w.child = child;
+      w.onChildExit = () => {
+        w.child = null;
+        this.wrapperGone(w);
+      };
+      // The wrapper is our child: its exit event is the exit detection, no polling.
+      child.once('exit', w.onChildExit);
+      child.on('error', (err) => this.logger?.warn({ jobId: spec.jobId, err }, 'job wrapper error'));
+      this.watches.set(spec.jobId, w);
+      this.armDeadline(w);
+      await once(child, 'spawn');
+      return { pid, startTime: w.startTime, dir, startedAt };
+    } finally {
+      this.pending.delete(spec.jobId);
+    }
+  }
+
+  /**
+   * Takes a job back after a restart of the service. Returns the job's exit
+   * when it has already ended (and does not call `onExit` for it); otherwise
+   * watches it, calls `onExit` when it ends, and returns `'watching'`.
+   */
+  async adopt(spec: ProcessSpec, handle: ProcessHandle): Promise<'watching' | ProcessExit> {
+    if (this.watches.has(spec.jobId)) return 'watching';
+    this.reserve(spec.jobId);
+    try {
+      const dir = resolve(handle.dir);
+      const startedAt = spec.startedAt ?? handle.startedAt;
+      const exitPath = join(dir, JOB_FILES.exit);
+      if (existsSync(exitPath) || !isSameProcessAlive(handle.pid, handle.startTime)) {
+        // Ended while nobody watched: by itself (exit file), or it vanished
+        // (lost, or timed out / cancelled if a marker says we were killing it).
+        this.reapStrays(spec.jobId, handle.pid, handle.startTime);
+        return await this.collect(dir, startedAt, spec.timeoutS, null, true);
+      }
+      const w = this.newWatch(spec.jobId, dir, handle.pid, handle.startTime, startedAt, spec.timeoutS);
+      this.watches.set(spec.jobId, w);
+      try {
+        // Event driven: the wrapper renames exit.tmp to exit when the command ends.
+        w.watcher = watch(dir, (_event, filename) => {
+          if ((filename === null || filename === JOB_FILES.exit) && existsSync(exitPath)) this.wrapperGone(w);
+        });
+        w.watcher.on('error', (err) => {
+          this.logger?.warn({ jobId: spec.jobId, err }, 'watching the job directory failed; relying on the sweep');
+          w.watcher?.close();
+          w.watcher = null;
+        });
+      } catch (err) {
+        this.logger?.warn({ jobId: spec.jobId, err }, 'cannot watch the job directory; relying on the sweep');
+      }
+      // Only a safety net: the watcher sees the exit file, but a process that
+      // vanishes without one (killed with SIGKILL, host trouble) makes no file
+      // event, so this slow sweep notices it.
+      w.sweep = setInterval(() => {
+        if (!w.done && (existsSync(exitPath) || !isSameProcessAlive(w.pid, w.startTime))) this.wrapperGone(w);
+      }, this.sweepIntervalMs);
+      // The file may have appeared before the watcher was in place.
+      if (existsSync(exitPath)) {
+        this.wrapperGone(w);
+        return 'watching';
+      }
+      const marker = await this.readMarker(dir);
+      if (marker !== null) {
+        // A previous instance was killing it when it stopped: finish the kill.
+        this.killGroup(w, marker);
+      } else {
+        this.armDeadline(w);
+      }
+      return 'watching';
+    } finally {
+      this.pending.delete(spec.jobId);
+    }
+  }
+
+  /**
+   * Kills the job's whole process group (SIGTERM, then SIGKILL after the
+   * grace) and resolves once `onExit` has been called with `'cancelled'`. A job
+   * that is already ending, or being killed for its deadline, keeps that
+   * outcome. Unknown ids are ignored.
+   */
+  async cancel(jobId: string): Promise<void> {
+    const w = this.watches.get(jobId);
+    if (w === undefined) return;
+    await this.beginKill(w, 'cancelled');
+    await w.settled;
+  }
+
+  /** Capped head and tail of a job's `output.log`, reading only those bytes. */
+  async readOutput(dir: string, opts: CapOptions = {}): Promise<{ output: string; truncated: boolean }> {
+    const capped = await readCappedFile(join(dir, JOB_FILES.output), {
+      headBytes: opts.headBytes ?? this.headBytes,
+      tailBytes: opts.tailBytes ?? this.tailBytes,
+    });
+    return { output: capped.output, truncated: capped.truncated };
+  }
+
+  /** Ids of the jobs being watched. */
+  running(): string[] {
+    return [...this.watches.values()].filter((w) => !w.done).map((w) => w.jobId);
+  }
+
+  /**
+   * Stops watching. By default the processes keep running so that they
+   * outlive a restart and can be adopted; with `kill: true` every watched
+   * group gets SIGKILL and `close` waits (at most the kill grace) for the
+   * wrappers to exit. No `onExit` is called after `close`. Safe to call
+   * twice; the options of the first call apply.
+   */
+  close(opts: { kill?: boolean } = {}): Promise<void> {
+    this.closing ??= this.shutdown(opts.kill ?? false);
+    return this.closing;
+  }
+
+  private async shutdown(kill: boolean): Promise<void> {
+    const waits: Promise<unknown>[] = [];
+    for (const w of [...this.watches.values()]) {
+      // Every step runs for every watch even when one of them throws.
+      try {
+        const child = w.child;
+        this.detach(w);
+        w.done = true;
+        if (kill) {
+          if (child !== null && child.exitCode === null && child.signalCode === null) {
+            waits.push(once(child, 'exit'));
+          }
+          this.signalGroup(w.pid, w.startTime, 'SIGKILL');
+        }
+        // Unref only now: an unref'd child whose exit is still awaited would let the loop end early.
+        child?.unref();
+      } catch (err) {
+        this.logger?.warn({ jobId: w.jobId, err }, 'error while closing a job watch');
+      }
+      w.settle();
+    }
+    this.watches.clear();
+    for (const [timer, group] of this.reapers) {
+      clearTimeout(timer);
+      if (kill) this.signalGroup(group.pid, group.startTime, 'SIGKILL');
+    }
+    this.reapers.clear();
+    if (waits.length > 0) {
+      let timer: NodeJS.Timeout | undefined;
+      const grace = new Promise<void>((res) => (timer = setTimeout(res, this.killGraceMs)));
+      await Promise.race([Promise.allSettled(waits), grace]);
+      clearTimeout(timer);
+    }
+  }
+
+  private reserve(jobId: string): void {
+    this.assertOpen();
+    if (this.watches.has(jobId) || this.pending.has(jobId)) {
+      throw new Error(`job ${jobId} is already being watched`);
+    }
+    this.pending.add(jobId);
+  }
+
+  private assertOpen(): void {
+    if (this.closing !== null) throw new Error('ProcessRunner is closed');
+  }
+
+  private newWatch(
+    jobId: string,
+    dir: string,
+    pid: number,
+    startTime: string,
+    startedAt: number,
+    timeoutS: number,
+  ): Watch {
+    let settle = (): void => {};
+    const settled = new Promise<void>((res) => (settle = res));
+    return {
+      jobId,
+      dir,
+      pid,
+      startTime,
+      startedAt,
+      timeoutS,
+      child: null,
+      onChildExit: null,
+      watcher: null,
+      sweep: null,
+      deadline: null,
+      grace: null,
+      killCheck: null,
+      killReason: null,
+      done: false,
+      settled,
+      settle,
+    };
+  }
+
+  private armDeadline(w: Watch): void {
+    if (!(w.timeoutS > 0) || !Number.isFinite(w.timeoutS)) return;
+    const delay = w.startedAt + w.timeoutS * 1000 - this.now();
+    const capped = delay > MAX_TIMER_MS;
+    w.deadline = setTimeout(
+      () => {
+        w.deadline = null;
+        if (capped) this.armDeadline(w);
+        else void this.beginKill(w, 'timedOut');
+      },
+      Math.max(0, Math.min(delay, MAX_TIMER_MS)),
+    );
+  }
+
+  /** Writes the marker, then kills. The marker comes first so the outcome survives a restart mid-kill. */
+  private async beginKill(w: Watch, reason: KillReason): Promise<void> {
+    if (w.done || w.killReason !== null) return;
+    // It finished by itself a moment ago: its own exit status decides.
+    if (existsSync(join(w.dir, JOB_FILES.exit))) return;
+    w.killReason = reason;
+    const marker = reason === 'timedOut' ? JOB_FILES.timedOut : JOB_FILES.cancelled;
+    try {
+      await writeFile(join(w.dir, marker), `${new Date(this.now()).toISOString()}\n`);
+    } catch (err) {
+      this.logger?.warn({ jobId: w.jobId, err }, `cannot write the ${marker} marker; killing anyway`);
+    }
+    if (!w.done) this.killGroup(w, reason);
+  }
+
+  private killGroup(w: Watch, reason: KillReason): void {
+    w.killReason = reason;
+    if (w.deadline !== null) clearTimeout(w.deadline);
+    w.deadline = null;
+    this.signalGroup(w.pid, w.startTime, 'SIGTERM');
+    w.grace = setTimeout(() => this.onGrace(w), this.killGraceMs);
+    this.scheduleKillCheck(w, KILL_CHECK_FIRST_MS);
+  }
+
+  /**
+   * Members die a few milliseconds after SIGTERM, and nothing tells us when
+   * (they are not our children, and an adopted wrapper is not either), so
+   * without a look the job would only end when the grace runs out, seconds
+   * later. These looks back off and stop with the grace timer.
+   */
+  private scheduleKillCheck(w: Watch, delayMs: number): void {
+    w.killCheck = setTimeout(() => {
+      w.killCheck = null;
+      if (w.done || w.grace === null) return;
+      // Our own child reports its exit by event; an adopted wrapper is looked up.
+      const wrapperAlive = w.child !== null || isSameProcessAlive(w.pid, w.startTime);
+      if (!wrapperAlive && this.groupMembers(w.pid, w.startTime).length === 0) void this.finish(w);
+      else this.scheduleKillCheck(w, Math.min(delayMs * 2, KILL_CHECK_MAX_MS));
+    }, delayMs);
+  }
+
+  private onGrace(w: Watch): void {
+    w.grace = null;
+    if (w.killCheck !== null) clearTimeout(w.killCheck);
+    w.killCheck = null;
+    if (w.done) return;
+    if (this.groupMembers(w.pid, w.startTime).length > 0) this.signalGroup(w.pid, w.startTime, 'SIGKILL');
+    // A child of ours reports its exit once the KILL lands; an adopted wrapper
+    // cannot survive SIGKILL, so it is gone now.
+    if (w.child === null) void this.finish(w);
+  }
+
+  /** The wrapper has exited (child exit event, exit file, or the sweep). */
+  private wrapperGone(w: Watch): void {
+    if (w.done) return;
+    // While a kill is under way, members still alive are either dying (the
+    // kill check sees them go) or ignore SIGTERM (the grace timer kills them);
+    // either then finishes the job.
+    if (w.grace !== null && this.groupMembers(w.pid, w.startTime).some((p) => p !== w.pid)) return;
+    void this.finish(w);
+  }
+
+  private async finish(w: Watch): Promise<void> {
+    if (w.done) return;
+    w.done = true;
+    this.detach(w);
+    let exit: ProcessExit;
+    try {
+      exit = await this.collect(w.dir, w.startedAt, w.timeoutS, w.killReason, false);
+    } catch (err) {
+      this.logger?.warn({ jobId: w.jobId, err }, 'cannot read the result of a job');
+      const finishedAt = this.now();
+      exit = {
+        outcome: decideOutcome(null, w.killReason),
+        exitCode: null,
+        output: '',
+        truncated: false,
+        finishedAt,
+        durationMs: Math.max(0, finishedAt - w.startedAt),
+        timeoutS: w.timeoutS,
+      };
+    }
+    if (w.killReason === null) this.reapStrays(w.jobId, w.pid, w.startTime);
+    // close() may have run during the reads; after it nobody listens.
+    if (this.watches.get(w.jobId) === w) {
+      try {
+        this.onExit(w.jobId, exit);
+      } catch (err) {
+        this.logger?.warn({ jobId: w.jobId, err }, 'onExit listener threw');
+      }
+      this.watches.delete(w.jobId);
+    }
+    w.settle();
+  }
+
+  private detach(w: Watch): void {
+    if (w.deadline !== null) clearTimeout(w.deadline);
+    if (w.grace !== null) clearTimeout(w.grace);
+    if (w.killCheck !== null) clearTimeout(w.killCheck);
+    if (w.sweep !== null) clearInterval(w.sweep);
+    w.deadline = w.grace = w.killCheck = w.sweep = null;
+    w.watcher?.close();
+    w.watcher = null;
+    if (w.child !== null && w.onChildExit !== null) w.child.off('exit', w.onChildExit);
+  }
+
+  /** Reads what the job left on disk and decides its outcome. */
+  private async collect(
+    dir: string,
+    startedAt: number,
+    timeoutS: number,
+    killReason: KillReason | null,
+    exitTimeIsFileTime: boolean,
+  ): Promise<ProcessExit> {
+    const [recorded, marker, out] = await Promise.all([
+      this.readExitFile(dir),
+      killReason === null ? this.readMarker(dir) : Promise.resolve(killReason),
+      this.readOutput(dir),
+    ]);
+    const finishedAt =
+      exitTimeIsFileTime && recorded.mtimeMs !== null ? Math.round(recorded.mtimeMs) : this.now();
+    return {
+      outcome: decideOutcome(recorded.exitCode, marker),
+      exitCode: recorded.exitCode,
+      output: out.output,
+      truncated: out.truncated,
+      finishedAt,
+      durationMs: Math.max(0, finishedAt - startedAt),
+      timeoutS,
+    };
+  }
+
+  private async readExitFile(dir: string): Promise<{ exitCode: number | null; mtimeMs: number | null }> {
+    const path = join(dir, JOB_FILES.exit);
+    try {
+      const [text, info] = await Promise.all([readFile(path, 'utf8'), stat(path)]);
+      const trimmed = text.trim();
+      if (!/^\d{1,3}$/.test(trimmed)) {
+        this.logger?.warn({ path, text: trimmed.slice(0, 40) }, 'exit file does not hold an exit status');
+        return { exitCode: null, mtimeMs: info.mtimeMs };
+      }
+      return { exitCode: Number(trimmed), mtimeMs: info.mtimeMs };
+    } catch (err) {
+      if (errorCode(err) !== 'ENOENT') throw err;
+      return { exitCode: null, mtimeMs: null };
+    }
+  }
+
+  private async readMarker(dir: string): Promise<KillReason | null> {
+    // Only one marker is ever written; if both exist, the user's cancel wins.
+    if (existsSync(join(dir, JOB_FILES.cancelled))) return 'cancelled';
+    if (existsSync(join(dir, JOB_FILES.timedOut))) return 'timedOut';
+    return null;
+  }
+
+  /**
+   * Running members of the group led by `pid`, or none when `pid` now names
+   * another process: a pid is not reused while its group has members, so a
+   * different leader means the group is not the job's.
+   */
+  private groupMembers(pid: number, startTime: string): number[] {
+    const leader = readProcStat(pid);
+    if (leader !== null && identityOf(leader) !== startTime) return [];
+    return liveGroupMembers(pid);
+  }
+
+  private signalGroup(pid: number, startTime: string, signal: NodeJS.Signals): void {
+    const leader = readProcStat(pid);
+    // Never signal a group whose leader pid was reused by another process.
+    if (leader !== null && identityOf(leader) !== startTime) return;
+    try {
+      process.kill(-pid, signal);
+    } catch (err) {
+      if (errorCode(err) !== 'ESRCH') this.logger?.warn({ pgid: pid, signal, err }, 'cannot signal a job group');
+    }
+  }
+
+  /** A job's group does not outlive the job: stop what its command left running. */
+  private reapStrays(jobId: string, pid: number, startTime: string): void {
+    const strays = this.groupMembers(pid, startTime).filter((p) => p !== pid);
+    if (strays.length === 0) return;
+    this.logger?.warn({ jobId, pgid: pid, pids: strays }, 'job left processes in its group; stopping them');
+    this.signalGroup(pid, startTime, 'SIGTERM');
+    const timer = setTimeout(() => {
+      this.reapers.delete(timer);
+      if (this.groupMembers(pid, startTime).length > 0) this.signalGroup(pid, startTime, 'SIGKILL');
+    }, this.killGraceMs);
+    this.reapers.set(timer, { pid, startTime });
+  }
+}

@@ -1,0 +1,120 @@
+import type { Agent, AgentTools } from './agents/agent.js';
+import { iso } from './clock.js';
+import type { Feed } from './feed.js';
+import { conversation } from './follow-up.js';
+import type { Ids } from './ids.js';
+import type { SessionLocks } from './session-locks.js';
+import type { Batch, MessageRow, SessionRow, Store } from './store/store.js';
+import { messageView } from './views.js';
+
+export interface LiveTurnDeps {
+  store: Store;
+  agent: Agent;
+  feed: Feed;
+  ids: Ids;
+  locks: SessionLocks;
+  now(): number;
+  agentTimeoutMs: number;
+  maxRounds: number;
+  commit(sessionId: string, build: () => Batch | null): Promise<unknown>;
+  tools(owner: string, sessionId: string): AgentTools;
+  /** Registers the turn's run so that shutdown can wait for it or abort it. */
+  track(turnId: string, run: { done: Promise<void>; abort: () => void }): void;
+  onError(error: unknown): void;
+}
+
+/**
+ * A live turn: the user's message is already stored; the agent answers once
+ * the session's lock is granted, and the lock is released on every path
+ * (answer, agent error, abort, lease expiry, deleted session).
+ */
+export function startLiveTurn(deps: LiveTurnDeps, session: SessionRow, turnId: string): void {
+  const controller = new AbortController();
+  const event = (type: string, data: Record<string, unknown>) => ({
+    owner: session.owner,
+    at: iso(deps.now()),
+    type,
+    sessionId: session.id,
+    turnId,
+    data,
+  });
+  const finish = (ok: boolean, error?: string) =>
+    deps.commit(session.id, () => ({
+      events: [event('turn.finished', ok ? { ok } : { ok, error })],
+    }));
+
+  deps.locks.acquire(session.id, 'live', turnId, {
+    granted: () => {
+      const done = run().finally(() => {
+        deps.locks.release(session.id, turnId, controller.signal.aborted ? 'aborted' : 'done');
+      });
+      deps.track(turnId, { done, abort: () => controller.abort() });
+    },
+    revoked: () => controller.abort(),
+    gone: () => {
+      controller.abort();
+      finish(false, 'the session was deleted').catch(deps.onError);
+    },
+  });
+
+  async function run(): Promise<void> {
+    try {
+      await deps.commit(session.id, () => ({ events: [event('turn.started', {})] }));
+      const history = await deps.store.listMessages(session.id);
+      const base = { sessionId: session.id, turnId };
+      const at = () => iso(deps.now());
+      const signal = AbortSignal.any([controller.signal, AbortSignal.timeout(deps.agentTimeoutMs)]);
+      const result = await deps.agent.run({
+        sessionId: session.id,
+        messages: conversation(session, history),
+        maxRounds: deps.maxRounds,
+        signal,
+        tools: deps.tools(session.owner, session.id),
+        onDelta: (delta) =>
+          deps.feed.ephemeral(session.owner, {
+            ...base,
+            at: at(),
+            type: 'turn.delta',
+            data: { delta },
+          }),
+        onStep: (round) =>
+          deps.feed.ephemeral(session.owner, {
+            ...base,
+            at: at(),
+            type: 'turn.step',
+            data: { round },
+          }),
+        onTool: (tool) =>
+          deps.feed.ephemeral(session.owner, {
+            ...base,
+            at: at(),
+            type: 'turn.tool',
+            data: { ...tool },
+          }),
+      });
+      if (result.content.trim() === '' && result.toolEvents.length === 0) {
+        throw new Error('the agent replied with neither text nor tool events');
+      }
+      const message: MessageRow = {
+        id: deps.ids.message(),
+        sessionId: session.id,
+        owner: session.owner,
+        role: 'assistant',
+        content: result.content,
+        metadata: { turnId, toolEvents: result.toolEvents, model: result.model },
+        createdAt: iso(deps.now()),
+      };
+      await deps.commit(session.id, () => ({
+        messages: [message],
+        events: [
+          event('message.created', { message: messageView(message) }),
+          event('turn.finished', { ok: true }),
+        ],
+      }));
+    } catch (error) {
+      await finish(false, error instanceof Error ? error.message : String(error)).catch(
+        deps.onError,
+      );
+    }
+  }
+}

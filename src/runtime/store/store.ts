@@ -1,0 +1,183 @@
+/**
+ * The durable store's contract. Every backend (SQLite now, PostgreSQL later)
+ * implements it and passes the same contract suite in `test/store/`.
+ *
+ * All writes go through {@link Store.commit}: one call is one transaction, so a
+ * state change, the messages it stores and the feed events that describe it are
+ * either all durable or none is.
+ */
+
+/** ISO-8601 timestamp string, e.g. `2026-11-25T10:00:00.000Z`. */
+export type Iso = string;
+
+export type MessageRole = 'user' | 'assistant' | 'system';
+
+export interface SessionRow {
+  id: string;
+  owner: string;
+  title: string;
+  systemPrompt: string | null;
+  createdAt: Iso;
+}
+
+export interface MessageRow {
+  id: string;
+  sessionId: string;
+  owner: string;
+  role: MessageRole;
+  content: string;
+  metadata: Record<string, unknown>;
+  createdAt: Iso;
+  /**
+   * Job ids this message answers (a follow-up or a failure notice). The store
+   * keeps a unique key per job id: a second message for the same job makes the
+   * whole commit fail with {@link DuplicateFollowUpError}.
+   */
+  answersJobs?: string[];
+}
+
+export interface JobHistoryEntry {
+  state: string;
+  at: Iso;
+}
+
+/** Where a detached process lives, so that it can be re-adopted after a restart. */
+export interface JobProcessInfo {
+  pid: number;
+  /** Process start time as read from the OS (with the boot id), to prove identity. */
+  startTime: string;
+  /** Directory holding the wrapper, log and exit files. */
+  dir: string;
+  startedAt: Iso;
+}
+
+export interface JobRow {
+  id: string;
+  sessionId: string;
+  owner: string;
+  /** Null for an external job. */
+  command: string | null;
+  cwd: string | null;
+  timeoutS: number | null;
+  external: boolean;
+  name: string | null;
+  /** Top-level state of the job machine. */
+  state: string;
+  outcome: string | null;
+  exitCode: number | null;
+  attempts: number;
+  /** Capped output (head and tail) kept for the result. */
+  output: string;
+  createdAt: Iso;
+  finishedAt: Iso | null;
+  followedUpAt: Iso | null;
+  history: JobHistoryEntry[];
+  why: string;
+  /** Persisted machine snapshot: `{ value, context }` as JSON-safe data. */
+  snapshot: unknown;
+  process: JobProcessInfo | null;
+  /** Incremented by the store on every write; used as a fencing token. */
+  version: number;
+}
+
+export interface NewEvent {
+  owner: string;
+  at: Iso;
+  type: string;
+  sessionId?: string | null;
+  jobId?: string | null;
+  turnId?: string | null;
+  data: Record<string, unknown>;
+}
+
+export interface StoredEvent extends NewEvent {
+  /** Increases by exactly one per owner; allocated inside the commit. */
+  seq: number;
+}
+
+export interface JobWrite {
+  row: Omit<JobRow, 'version'>;
+  /**
+   * `null` inserts a new job; a number updates the job only if its stored
+   * version equals it (else the commit fails with {@link StoreConflictError}).
+   */
+  expectedVersion: number | null;
+}
+
+export interface Batch {
+  sessions?: SessionRow[];
+  sessionDeletes?: { id: string; at: Iso }[];
+  messages?: MessageRow[];
+  jobs?: JobWrite[];
+  events?: NewEvent[];
+}
+
+export interface CommitResult {
+  /** The batch's events with their sequence numbers, in batch order. */
+  events: StoredEvent[];
+  /** New version of each written job, by job id. */
+  jobVersions: Record<string, number>;
+}
+
+export interface JobFilter {
+  owner?: string;
+  sessionId?: string;
+  state?: string;
+  /** Only jobs whose state is not final (`followedUp`, `failed`, `cancelled`, `skipped`). */
+  unfinished?: boolean;
+}
+
+export interface Store {
+  /** Opens the database and applies pending migrations. Safe to call once. */
+  init(): Promise<void>;
+  /** Applies the whole batch in one transaction, or nothing of it. */
+  commit(batch: Batch): Promise<CommitResult>;
+  getSession(id: string): Promise<SessionRow | null>;
+  listSessions(owner: string): Promise<SessionRow[]>;
+  listMessages(sessionId: string): Promise<MessageRow[]>;
+  getJob(id: string): Promise<JobRow | null>;
+  listJobs(filter: JobFilter): Promise<JobRow[]>;
+  /** Events of one owner with `seq > since`, in order, at most `limit`. */
+  readEvents(
+    owner: string,
+    since: number,
+    limit: number,
+    sessionId?: string,
+  ): Promise<StoredEvent[]>;
+  /** Highest seq stored for the owner, 0 when none. */
+  lastSeq(owner: string): Promise<number>;
+  /** Closes the database; safe to call twice. */
+  close(): Promise<void>;
+}
+
+/** A job's stored version no longer matches: another writer moved it on. */
+export class StoreConflictError extends Error {
+  override readonly name = 'StoreConflictError';
+  readonly code = 'store_conflict';
+  constructor(
+    readonly jobId: string,
+    readonly expected: number | null,
+  ) {
+    super(`job ${jobId} was changed by another writer (expected version ${expected})`);
+  }
+}
+
+/** A message answering this job is stored already: the commit would double it. */
+export class DuplicateFollowUpError extends Error {
+  override readonly name = 'DuplicateFollowUpError';
+  readonly code = 'duplicate_follow_up';
+  constructor(readonly jobId: string) {
+    super(`job ${jobId} already has a stored follow-up`);
+  }
+}
+
+/** The store cannot write (disk full, read-only, closed). Nothing was written. */
+export class StoreWriteError extends Error {
+  override readonly name = 'StoreWriteError';
+  readonly code = 'store_unavailable';
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+  }
+}
+
+export const FINAL_JOB_STATES: readonly string[] = ['followedUp', 'failed', 'cancelled', 'skipped'];
