@@ -135,6 +135,16 @@ describe('ProcessRunner.adopt', () => {
     await waitFor(() => liveGroupMembers(handle.pid).length === 0, 1000, 'the group to die');
   });
 
+  it('kills at once an adopted job whose deadline passed while nobody watched', async () => {
+    const s = await spec('late', 'sleep 100', { timeoutS: 30 });
+    const { handle } = await startThenRestart(s);
+    const rec = new ExitRecorder();
+    // The injected clock says the service was down for a minute.
+    const b = makeRunner(rec, { now: () => handle.startedAt + 60_000 });
+    expect(await b.adopt(s, handle)).toBe('watching');
+    expect(await rec.next('late', 1000)).toMatchObject({ outcome: 'timedOut', durationMs: 60_000 });
+  });
+
   it('cancels an adopted job', async () => {
     const s = await spec('ac', 'sleep 100');
     const { handle } = await startThenRestart(s);

@@ -1,4 +1,4 @@
-import { existsSync, realpathSync } from 'node:fs';
+import { existsSync, readFileSync, realpathSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { liveGroupMembers } from '../../src/runtime/jobs/proc-identity.js';
@@ -43,7 +43,18 @@ describe('ProcessRunner', () => {
     expect(exit).toMatchObject({ outcome: 'succeeded', exitCode: 0, output: 'hello\noops\n', truncated: false });
     expect(exit.durationMs).toBeGreaterThanOrEqual(0);
     expect(runner.running()).toEqual([]);
-    expect(existsSync(join(handle.dir, 'exit'))).toBe(true);
+    expect(readFileSync(join(handle.dir, 'exit'), 'utf8')).toBe('0\n');
+    expect(readFileSync(join(handle.dir, 'pid'), 'utf8')).toBe(`${handle.pid}\n`);
+  });
+
+  it('takes start and finish times from the injected clock', async () => {
+    const rec = new ExitRecorder();
+    let clock = 1_000;
+    const runner = makeRunner(rec, { now: () => clock });
+    const handle = await startTracked(runner, await spec('clock', 'sleep 0.1'));
+    expect(handle.startedAt).toBe(1_000);
+    clock = 4_500;
+    expect(await rec.next('clock')).toMatchObject({ finishedAt: 4_500, durationMs: 3_500 });
   });
 
   it('reports failed with the non-zero exit code', async () => {
@@ -144,8 +155,12 @@ describe('ProcessRunner', () => {
     const rec = new ExitRecorder();
     const runner = makeRunner(rec);
     const command = "printf 'HEAD-START'; head -c 5000000 /dev/zero | tr '\\0' x; printf 'TAIL-END'";
-    await startTracked(runner, await spec('big', command));
+    const handle = await startTracked(runner, await spec('big', command));
     const exit = await rec.next('big');
+    expect(await runner.readOutput(handle.dir, { headBytes: 4, tailBytes: 3 })).toEqual({
+      output: `HEAD${'\n'}…[truncated ${5_000_018 - 7} bytes]…${'\n'}END`,
+      truncated: true,
+    });
     expect(exit.outcome).toBe('succeeded');
     expect(exit.truncated).toBe(true);
     const total = 5_000_000 + 'HEAD-START'.length + 'TAIL-END'.length;

@@ -48,7 +48,7 @@ export interface JobDriver {
   calls: FollowUpCall[];
   /** Returns the effects recorded since the last call, and forgets them. */
   takeEffects(): JobEffect[];
-  /** Sends an event, or settles the running follow-up for a done/error event, then lets promises run. */
+  /** Sends an event, or settles the running follow-up for a done/error event and lets its result arrive. */
   apply(event: JobModelEvent): Promise<void>;
 }
 
@@ -113,7 +113,7 @@ export function startJob(
     async apply(event) {
       if (event.type === 'xstate.done.actor.followUp') pendingCall().resolve(event.output);
       else if (event.type === 'xstate.error.actor.followUp') pendingCall().reject(event.error);
-      else actor.send(event);
+      else return actor.send(event);
       await flush();
     },
   };

@@ -129,14 +129,13 @@ describe('job machine (model-based)', () => {
 
   for (const held of [true, false]) {
     it(`follows every path from a ${held ? 'held' : 'started'} job on a real actor`, async () => {
-      const { paths, edges, added } = coveringPaths({
+      const { paths, added } = coveringPaths({
         logic: jobModelLogic(),
         input: input(held),
         samples,
         serialize,
         base: 'simple',
       });
-      expect(edges).toBeGreaterThan(0);
       // The retry loop and the re-drive close cycles that simple paths cannot take.
       expect(added).toBeGreaterThan(0);
       for (const path of paths) await walk(path, held, recorder);

@@ -1,4 +1,10 @@
-import { getAdjacencyMap, getShortestPaths, getSimplePaths, joinPaths } from '@xstate/graph';
+import {
+  adjacencyMapToArray,
+  getAdjacencyMap,
+  getShortestPaths,
+  getSimplePaths,
+  joinPaths,
+} from '@xstate/graph';
 import type { StatePath, TraversalOptions } from '@xstate/graph';
 import type { ActorLogic, AnyMachineSnapshot, EventObject } from 'xstate';
 
@@ -22,8 +28,7 @@ export interface ModelSpec<TSnapshot extends AnyMachineSnapshot, TEvent extends 
 
 export interface ModelPaths<TSnapshot extends AnyMachineSnapshot, TEvent extends EventObject> {
   paths: StatePath<TSnapshot, TEvent>[];
-  /** Edges of the abstract graph, and how many the base paths left to be added. */
-  edges: number;
+  /** How many edges the base paths left out, each now taken by one added path. */
   added: number;
 }
 
@@ -81,27 +86,23 @@ export function coveringPaths<
     });
   }
   const paths = [...base];
-  let edges = 0;
   let added = 0;
-  const adjacency = getAdjacencyMap(spec.logic, options);
-  for (const [vertex, { transitions }] of Object.entries(adjacency)) {
-    for (const { event, state: next } of Object.values(transitions)) {
-      edges++;
-      if (taken.has(edgeKey(vertex, event))) continue;
-      const head = shortestTo.get(vertex);
-      const init = head?.steps[0];
-      if (!head || !init) throw new Error(`no path reaches ${vertex}`);
-      const step: StatePath<TSnapshot, TEvent> = {
-        state: next,
-        steps: [{ state: head.state, event: init.event }, { state: next, event }],
-        weight: 1,
-      };
-      paths.push(joinPaths(head, step));
-      taken.add(edgeKey(vertex, event));
-      added++;
-    }
+  for (const { state, event, nextState } of adjacencyMapToArray(getAdjacencyMap(spec.logic, options))) {
+    const vertex = spec.serialize(state);
+    if (taken.has(edgeKey(vertex, event))) continue;
+    const head = shortestTo.get(vertex);
+    const init = head?.steps[0];
+    if (!head || !init) throw new Error(`no path reaches ${vertex}`);
+    const step: StatePath<TSnapshot, TEvent> = {
+      state: nextState,
+      steps: [{ state: head.state, event: init.event }, { state: nextState, event }],
+      weight: 1,
+    };
+    paths.push(joinPaths(head, step));
+    taken.add(edgeKey(vertex, event));
+    added++;
   }
-  return { paths, edges, added };
+  return { paths, added };
 }
 
 function edgeKey(vertex: string, event: EventObject): string {
