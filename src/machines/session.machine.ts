@@ -167,16 +167,7 @@ export function createSessionMachine(deps: SessionMachineDeps = defaultDeps) {
             {
               target: 'busy',
               reenter: true,
-              actions: [
-                {
-                  type: 'lockRevoked',
-                  params: ({ context }) => ({
-                    holder: context.holder as LockHolder,
-                    reason: 'timeout' as const,
-                  }),
-                },
-                'grantNext',
-              ],
+              actions: ['grantNext'],
             },
           ],
         },

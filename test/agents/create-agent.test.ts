@@ -33,7 +33,9 @@ describe('createAgent', () => {
   });
 
   it('builds the offline agent for kind offline even with a url', () => {
-    expect(createAgent({ kind: 'offline', url: 'http://127.0.0.1:1/v1' })).toBeInstanceOf(OfflineAgent);
+    expect(createAgent({ kind: 'offline', url: 'http://127.0.0.1:1/v1' })).toBeInstanceOf(
+      OfflineAgent,
+    );
   });
 
   it('throws a clear error for openai or sse without a url', () => {
@@ -46,8 +48,13 @@ describe('createAgent', () => {
     try {
       vi.stubEnv('OPENAI_API_KEY', 'sk-from-env');
       await createAgent({ kind: 'openai', url: fake.url, model: 'm1' }).run(runInput('x').input);
-      await createAgent({ kind: 'openai', url: fake.url, apiKey: 'sk-given' }).run(runInput('x').input);
-      expect(fake.requests.map((r) => r.headers['authorization'])).toEqual(['Bearer sk-from-env', 'Bearer sk-given']);
+      await createAgent({ kind: 'openai', url: fake.url, apiKey: 'sk-given' }).run(
+        runInput('x').input,
+      );
+      expect(fake.requests.map((r) => r.headers['authorization'])).toEqual([
+        'Bearer sk-from-env',
+        'Bearer sk-given',
+      ]);
       expect(fake.requests.map((r) => r.body.model)).toEqual(['m1', 'gpt-4o-mini']);
     } finally {
       await fake.close();

@@ -25,7 +25,10 @@ export function recordingTools(
       async runCommand(command) {
         commands.push(command);
         if (opts.failRun === true) throw new Error('spawn failed');
-        return { output: opts.output ?? `output of ${command}\nlast line`, exitCode: opts.exitCode ?? 0 };
+        return {
+          output: opts.output ?? `output of ${command}\nlast line`,
+          exitCode: opts.exitCode ?? 0,
+        };
       },
       async startBackgroundJob(command) {
         backgroundCommands.push(command);

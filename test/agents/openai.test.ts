@@ -23,7 +23,9 @@ beforeEach(() => {
 
 describe('OpenAIAgent: streaming text', () => {
   it('streams visible text through onDelta and returns it with the reported model', async () => {
-    fake.setScript([{ text: 'Hello there, this is streamed.', chunkSize: 5, model: 'served-model-1' }]);
+    fake.setScript([
+      { text: 'Hello there, this is streamed.', chunkSize: 5, model: 'served-model-1' },
+    ]);
     const { input, seen } = runInput('hi');
     const result = await agent.run(input);
     expect(result.content).toBe('Hello there, this is streamed.');
@@ -45,13 +47,18 @@ describe('OpenAIAgent: streaming text', () => {
       ['system', 'You are a test agent.'],
       ['user', 'what is up'],
     ]);
-    expect(request?.body.tools?.map((t) => t.function.name)).toEqual(['run_command', 'start_background_job']);
+    expect(request?.body.tools?.map((t) => t.function.name)).toEqual([
+      'run_command',
+      'start_background_job',
+    ]);
     expect(request?.headers['authorization']).toBe('Bearer sk-test');
   });
 
   it('passes neither reasoning_content nor reasoning deltas to onDelta, nor stores them', async () => {
     for (const field of ['reasoning_content', 'reasoning'] as const) {
-      fake.setScript([{ reasoning: 'SECRET chain of thought', reasoningField: field, text: 'Visible answer.' }]);
+      fake.setScript([
+        { reasoning: 'SECRET chain of thought', reasoningField: field, text: 'Visible answer.' },
+      ]);
       const { input, seen } = runInput('think');
       const result = await agent.run(input);
       expect(result.content).toBe('Visible answer.');
@@ -70,14 +77,23 @@ describe('OpenAIAgent: streaming text', () => {
 describe('OpenAIAgent: tool loop', () => {
   it('runs run_command, records the event and feeds the result back to the model', async () => {
     fake.setScript([
-      { text: 'Let me look.', toolCalls: [toolCall('run_command', { command: 'ls -la /tmp' }, 'call_ls')] },
+      {
+        text: 'Let me look.',
+        toolCalls: [toolCall('run_command', { command: 'ls -la /tmp' }, 'call_ls')],
+      },
       { text: 'There are two files.' },
     ]);
     const { input, seen, tools } = runInput('what is in /tmp?');
     const result = await agent.run(input);
 
     expect(tools.commands).toEqual(['ls -la /tmp']);
-    const event = { round: 1, tool: 'run_command', command: 'ls -la /tmp', output: 'output of ls -la /tmp\nlast line', exitCode: 0 };
+    const event = {
+      round: 1,
+      tool: 'run_command',
+      command: 'ls -la /tmp',
+      output: 'output of ls -la /tmp\nlast line',
+      exitCode: 0,
+    };
     expect(result.toolEvents).toEqual([event]);
     expect(seen.tools).toEqual([event]);
     expect(seen.steps).toEqual([1, 2]);
@@ -114,7 +130,13 @@ describe('OpenAIAgent: tool loop', () => {
     expect(told).toMatch(/re-invoked automatically/);
     expect(told).toMatch(/do not wait, sleep or poll/i);
     expect(result.toolEvents).toEqual([
-      { round: 1, tool: 'start_background_job', command: 'sleep 600 && make', output: told, exitCode: null },
+      {
+        round: 1,
+        tool: 'start_background_job',
+        command: 'sleep 600 && make',
+        output: told,
+        exitCode: null,
+      },
     ]);
     expect(seen.tools).toHaveLength(1);
     expect(result.content).toBe('Started the build; I will report when it finishes.');
@@ -162,7 +184,11 @@ describe('OpenAIAgent: tool loop', () => {
     fake.setScript([{ toolCalls: [toolCall('run_command', { command: 'boom' })] }, 'It failed.']);
     const { input } = runInput('go', { tools: recordingTools({ failRun: true }).tools });
     const result = await agent.run(input);
-    expect(result.toolEvents[0]).toMatchObject({ tool: 'run_command', command: 'boom', exitCode: null });
+    expect(result.toolEvents[0]).toMatchObject({
+      tool: 'run_command',
+      command: 'boom',
+      exitCode: null,
+    });
     expect(result.toolEvents[0]?.output).toContain('spawn failed');
   });
 
@@ -244,7 +270,9 @@ describe('OpenAIAgent: failures', () => {
   });
 
   it('maps a stream cut by a reset in the middle to agent_stream', async () => {
-    fake.setScript([{ fault: 'cut', text: 'a long answer that will be cut somewhere', afterChunks: 3 }]);
+    fake.setScript([
+      { fault: 'cut', text: 'a long answer that will be cut somewhere', afterChunks: 3 },
+    ]);
     const { input, seen } = runInput('x');
     const error = await agentError(agent.run(input));
     expect(error.code).toBe('agent_stream');
@@ -252,7 +280,9 @@ describe('OpenAIAgent: failures', () => {
   });
 
   it('maps a stream that ends cleanly before its end to agent_stream', async () => {
-    fake.setScript([{ fault: 'cut', text: 'a long answer that will be cut somewhere', mode: 'end' }]);
+    fake.setScript([
+      { fault: 'cut', text: 'a long answer that will be cut somewhere', mode: 'end' },
+    ]);
     expect((await agentError(agent.run(runInput('x').input))).code).toBe('agent_stream');
   });
 

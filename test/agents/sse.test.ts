@@ -17,7 +17,11 @@ afterAll(async () => {
 beforeEach(() => {
   fake.requests.length = 0;
   fake.setScript([]);
-  agent = new SseAgent({ url: fake.url, model: 'backend-model', headers: { authorization: 'Bearer b-token' } });
+  agent = new SseAgent({
+    url: fake.url,
+    model: 'backend-model',
+    headers: { authorization: 'Bearer b-token' },
+  });
 });
 
 describe('SseAgent: frames', () => {
@@ -48,7 +52,12 @@ describe('SseAgent: frames', () => {
           sseFrame.delta('Running '),
           sseFrame.tool({ tool: 'run_command', command: 'ls', output: 'a\nb', exitCode: 0 }),
           sseFrame.step(2),
-          sseFrame.tool({ tool: 'start_background_job', command: 'make', output: 'started j_9', exitCode: null }),
+          sseFrame.tool({
+            tool: 'start_background_job',
+            command: 'make',
+            output: 'started j_9',
+            exitCode: null,
+          }),
           sseFrame.thinking('SECRET more'),
           sseFrame.delta('the build.'),
         ],
@@ -61,7 +70,13 @@ describe('SseAgent: frames', () => {
     expect(seen.steps).toEqual([1, 2]);
     expect(result.toolEvents).toEqual([
       { round: 1, tool: 'run_command', command: 'ls', output: 'a\nb', exitCode: 0 },
-      { round: 2, tool: 'start_background_job', command: 'make', output: 'started j_9', exitCode: null },
+      {
+        round: 2,
+        tool: 'start_background_job',
+        command: 'make',
+        output: 'started j_9',
+        exitCode: null,
+      },
     ]);
     expect(seen.tools).toEqual(result.toolEvents);
     expect(JSON.stringify(result)).not.toContain('SECRET');
@@ -69,20 +84,30 @@ describe('SseAgent: frames', () => {
   });
 
   it('gives a tool output before any agent_step round 1', async () => {
-    fake.setScript([{ frames: [sseFrame.tool({ tool: 'run_command', command: 'x', output: '', exitCode: 3 })] }]);
+    fake.setScript([
+      { frames: [sseFrame.tool({ tool: 'run_command', command: 'x', output: '', exitCode: 3 })] },
+    ]);
     const result = await agent.run(runInput('x').input);
-    expect(result.toolEvents).toEqual([{ round: 1, tool: 'run_command', command: 'x', output: '', exitCode: 3 }]);
+    expect(result.toolEvents).toEqual([
+      { round: 1, tool: 'run_command', command: 'x', output: '', exitCode: 3 },
+    ]);
   });
 
   it('reports the model a frame names', async () => {
-    fake.setScript([{ frames: [sseFrame.raw(JSON.stringify({ delta: 'hi', model: 'claude-x' }))] }]);
+    fake.setScript([
+      { frames: [sseFrame.raw(JSON.stringify({ delta: 'hi', model: 'claude-x' }))] },
+    ]);
     expect((await agent.run(runInput('x').input)).model).toBe('claude-x');
   });
 
   it('reads frames sent with pauses and a data field split over several lines', async () => {
     fake.setScript([
       {
-        frames: [sseFrame.delta('one '), sseFrame.raw('{"delta":\n"two"}'), sseFrame.delta(' three')],
+        frames: [
+          sseFrame.delta('one '),
+          sseFrame.raw('{"delta":\n"two"}'),
+          sseFrame.delta(' three'),
+        ],
         delayMs: 5,
       },
     ]);
@@ -101,7 +126,9 @@ describe('SseAgent: failures', () => {
   });
 
   it('maps a data frame of type error to agent_error_frame', async () => {
-    fake.setScript([{ frames: [sseFrame.raw(JSON.stringify({ type: 'error', message: 'quota' }))] }]);
+    fake.setScript([
+      { frames: [sseFrame.raw(JSON.stringify({ type: 'error', message: 'quota' }))] },
+    ]);
     const error = await agentError(agent.run(runInput('x').input));
     expect(error.code).toBe('agent_error_frame');
     expect(error.message).toContain('quota');
@@ -171,7 +198,9 @@ describe('SseAgent: failures', () => {
 
   it('ends promptly with agent_aborted when aborted before the headers', async () => {
     fake.setScript([{ fault: 'hang', beforeHeaders: true }]);
-    const error = await agentError(agent.run(runInput('x', { signal: AbortSignal.timeout(100) }).input));
+    const error = await agentError(
+      agent.run(runInput('x', { signal: AbortSignal.timeout(100) }).input),
+    );
     expect(error.code).toBe('agent_aborted');
   });
 

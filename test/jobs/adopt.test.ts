@@ -3,9 +3,17 @@ import { existsSync, statSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { isSameProcessAlive, liveGroupMembers, processStartTime } from '../../src/runtime/jobs/proc-identity.js';
+import {
+  isSameProcessAlive,
+  liveGroupMembers,
+  processStartTime,
+} from '../../src/runtime/jobs/proc-identity.js';
 import { ProcessRunner } from '../../src/runtime/jobs/process-runner.js';
-import type { ProcessHandle, ProcessRunnerOptions, ProcessSpec } from '../../src/runtime/jobs/process-runner.js';
+import type {
+  ProcessHandle,
+  ProcessRunnerOptions,
+  ProcessSpec,
+} from '../../src/runtime/jobs/process-runner.js';
 import { ExitRecorder, cleanup, tempDir, waitFor } from './helpers.js';
 
 const runners: ProcessRunner[] = [];
@@ -18,18 +26,29 @@ afterEach(async () => {
 
 function makeRunner(rec: ExitRecorder, opts: Partial<ProcessRunnerOptions> = {}): ProcessRunner {
   // A sweep far slower than any test proves that exits arrive by the event path.
-  const runner = new ProcessRunner({ onExit: rec.onExit, killGraceMs: 200, sweepIntervalMs: 60_000, ...opts });
+  const runner = new ProcessRunner({
+    onExit: rec.onExit,
+    killGraceMs: 200,
+    sweepIntervalMs: 60_000,
+    ...opts,
+  });
   runners.push(runner);
   return runner;
 }
 
-async function spec(jobId: string, command: string, extra: Partial<ProcessSpec> = {}): Promise<ProcessSpec> {
+async function spec(
+  jobId: string,
+  command: string,
+  extra: Partial<ProcessSpec> = {},
+): Promise<ProcessSpec> {
   const root = await tempDir(dirs);
   return { jobId, command, cwd: root, timeoutS: 10, dir: join(root, 'job'), ...extra };
 }
 
 /** Starts a job with runner A and closes A without killing: the service "restarts". */
-async function startThenRestart(s: ProcessSpec): Promise<{ handle: ProcessHandle; first: ExitRecorder }> {
+async function startThenRestart(
+  s: ProcessSpec,
+): Promise<{ handle: ProcessHandle; first: ExitRecorder }> {
   const first = new ExitRecorder();
   const a = makeRunner(first);
   const handle = await a.start(s);
@@ -66,7 +85,12 @@ describe('ProcessRunner.adopt', () => {
     const rec = new ExitRecorder();
     const b = makeRunner(rec);
     const result = await b.adopt(s, handle);
-    expect(result).toMatchObject({ outcome: 'succeeded', exitCode: 0, output: 'hi\n', truncated: false });
+    expect(result).toMatchObject({
+      outcome: 'succeeded',
+      exitCode: 0,
+      output: 'hi\n',
+      truncated: false,
+    });
     expect(result).not.toBe('watching');
     if (result !== 'watching') {
       expect(result.finishedAt).toBe(Math.round(statSync(join(handle.dir, 'exit')).mtimeMs));
@@ -79,7 +103,11 @@ describe('ProcessRunner.adopt', () => {
     const s = await spec('l', 'sleep 100');
     const { handle } = await startThenRestart(s);
     killGroupNow(handle.pid);
-    await waitFor(() => !isSameProcessAlive(handle.pid, handle.startTime), 2000, 'the wrapper to die');
+    await waitFor(
+      () => !isSameProcessAlive(handle.pid, handle.startTime),
+      2000,
+      'the wrapper to die',
+    );
     const b = makeRunner(new ExitRecorder());
     expect(await b.adopt(s, handle)).toMatchObject({ outcome: 'lost', exitCode: null });
     expect(b.running()).toEqual([]);
@@ -90,7 +118,11 @@ describe('ProcessRunner.adopt', () => {
     const { handle } = await startThenRestart(s);
     await writeFile(join(handle.dir, 'timedout'), 'x');
     killGroupNow(handle.pid);
-    await waitFor(() => !isSameProcessAlive(handle.pid, handle.startTime), 2000, 'the wrapper to die');
+    await waitFor(
+      () => !isSameProcessAlive(handle.pid, handle.startTime),
+      2000,
+      'the wrapper to die',
+    );
     const b = makeRunner(new ExitRecorder());
     expect(await b.adopt(s, handle)).toMatchObject({ outcome: 'timedOut', exitCode: null });
   });

@@ -30,7 +30,10 @@ export class ExitRecorder {
     const seen = this.calls.find((c) => c.jobId === jobId);
     if (seen !== undefined) return Promise.resolve(seen.exit);
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`no exit for ${jobId} within ${timeoutMs} ms`)), timeoutMs);
+      const timer = setTimeout(
+        () => reject(new Error(`no exit for ${jobId} within ${timeoutMs} ms`)),
+        timeoutMs,
+      );
       this.waiters.set(jobId, (exit) => {
         clearTimeout(timer);
         resolve(exit);
@@ -40,7 +43,11 @@ export class ExitRecorder {
 }
 
 /** Polls `predicate` (tests may wait; the runner may not) until true or the time is up. */
-export async function waitFor(predicate: () => boolean, timeoutMs = 2000, what = 'condition'): Promise<void> {
+export async function waitFor(
+  predicate: () => boolean,
+  timeoutMs = 2000,
+  what = 'condition',
+): Promise<void> {
   const until = Date.now() + timeoutMs;
   while (!predicate()) {
     if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
@@ -53,7 +60,11 @@ export async function waitFor(predicate: () => boolean, timeoutMs = 2000, what =
  * has a running member (after killing it, so that a failure leaves no orphan).
  * Zombies do not count: this host's init does not reap them.
  */
-export async function cleanup(runners: ProcessRunner[], groups: number[], dirs: string[]): Promise<void> {
+export async function cleanup(
+  runners: ProcessRunner[],
+  groups: number[],
+  dirs: string[],
+): Promise<void> {
   for (const runner of runners.splice(0)) await runner.close();
   const orphans: number[] = [];
   for (const pgid of groups.splice(0)) {

@@ -37,7 +37,10 @@ function countingSource(bytes: Uint8Array): ByteSource & { bytesRead: number } {
 
 describe('output cap', () => {
   it('keeps short output whole', async () => {
-    const capped = await readHeadTail(countingSource(enc.encode('short\n')), { headBytes: 4, tailBytes: 4 });
+    const capped = await readHeadTail(countingSource(enc.encode('short\n')), {
+      headBytes: 4,
+      tailBytes: 4,
+    });
     expect(capped).toEqual({ output: 'short\n', truncated: false, totalBytes: 6, omittedBytes: 0 });
   });
 
@@ -74,7 +77,10 @@ describe('output cap', () => {
 
   it('reads a missing file as empty output', async () => {
     const dir = await tempDir(dirs);
-    expect(await readCappedFile(join(dir, 'none.log'))).toMatchObject({ output: '', truncated: false });
+    expect(await readCappedFile(join(dir, 'none.log'))).toMatchObject({
+      output: '',
+      truncated: false,
+    });
   });
 
   it('does not split a multibyte character at either cut', async () => {
@@ -100,21 +106,27 @@ describe('output cap', () => {
 
   it('keeps every valid UTF-8 text as exact head and tail pieces, without replacement characters', () => {
     fc.assert(
-      fc.property(fc.string({ unit: 'binary', maxLength: 60 }), fc.nat(40), fc.nat(40), (text, h, t) => {
-        const bytes = enc.encode(text);
-        const fits = h + t >= bytes.length;
-        const capped = fits
-          ? joinHeadTail(bytes, new Uint8Array(0), bytes.length)
-          : joinHeadTail(bytes.subarray(0, h), bytes.subarray(bytes.length - t), bytes.length);
-        if (!capped.truncated) return capped.output === text;
-        const [first, last] = capped.output.split(truncationMarker(capped.omittedBytes));
-        return (
-          !capped.output.includes('\uFFFD') &&
-          text.startsWith(first ?? '\0') &&
-          text.endsWith(last ?? '\0') &&
-          enc.encode(first).length + enc.encode(last).length + capped.omittedBytes === bytes.length
-        );
-      }),
+      fc.property(
+        fc.string({ unit: 'binary', maxLength: 60 }),
+        fc.nat(40),
+        fc.nat(40),
+        (text, h, t) => {
+          const bytes = enc.encode(text);
+          const fits = h + t >= bytes.length;
+          const capped = fits
+            ? joinHeadTail(bytes, new Uint8Array(0), bytes.length)
+            : joinHeadTail(bytes.subarray(0, h), bytes.subarray(bytes.length - t), bytes.length);
+          if (!capped.truncated) return capped.output === text;
+          const [first, last] = capped.output.split(truncationMarker(capped.omittedBytes));
+          return (
+            !capped.output.includes('\uFFFD') &&
+            text.startsWith(first ?? '\0') &&
+            text.endsWith(last ?? '\0') &&
+            enc.encode(first).length + enc.encode(last).length + capped.omittedBytes ===
+              bytes.length
+          );
+        },
+      ),
     );
   });
 

@@ -36,7 +36,10 @@ describe('proc identity', () => {
   });
 
   it('lists the running members of a group and none once it is killed', async () => {
-    const child = spawn('/bin/sh', ['-c', 'sleep 100 & sleep 100 & wait'], { detached: true, stdio: 'ignore' });
+    const child = spawn('/bin/sh', ['-c', 'sleep 100 & sleep 100 & wait'], {
+      detached: true,
+      stdio: 'ignore',
+    });
     const pgid = child.pid!;
     try {
       await waitFor(() => liveGroupMembers(pgid).length === 3, 2000, 'three members');

@@ -3,7 +3,11 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { liveGroupMembers } from '../../src/runtime/jobs/proc-identity.js';
 import { ProcessRunner } from '../../src/runtime/jobs/process-runner.js';
-import type { ProcessHandle, ProcessRunnerOptions, ProcessSpec } from '../../src/runtime/jobs/process-runner.js';
+import type {
+  ProcessHandle,
+  ProcessRunnerOptions,
+  ProcessSpec,
+} from '../../src/runtime/jobs/process-runner.js';
 import { ExitRecorder, cleanup, tempDir, waitFor } from './helpers.js';
 
 const runners: ProcessRunner[] = [];
@@ -20,7 +24,11 @@ function makeRunner(rec: ExitRecorder, opts: Partial<ProcessRunnerOptions> = {})
   return runner;
 }
 
-async function spec(jobId: string, command: string, extra: Partial<ProcessSpec> = {}): Promise<ProcessSpec> {
+async function spec(
+  jobId: string,
+  command: string,
+  extra: Partial<ProcessSpec> = {},
+): Promise<ProcessSpec> {
   const root = await tempDir(dirs);
   return { jobId, command, cwd: root, timeoutS: 10, dir: join(root, 'job'), ...extra };
 }
@@ -40,7 +48,12 @@ describe('ProcessRunner', () => {
     expect(handle.startTime).toMatch(/^[0-9a-f-]+:\d+$/);
     expect(runner.running()).toEqual(['ok']);
     const exit = await rec.next('ok');
-    expect(exit).toMatchObject({ outcome: 'succeeded', exitCode: 0, output: 'hello\noops\n', truncated: false });
+    expect(exit).toMatchObject({
+      outcome: 'succeeded',
+      exitCode: 0,
+      output: 'hello\noops\n',
+      truncated: false,
+    });
     expect(exit.durationMs).toBeGreaterThanOrEqual(0);
     expect(runner.running()).toEqual([]);
     expect(readFileSync(join(handle.dir, 'exit'), 'utf8')).toBe('0\n');
@@ -61,7 +74,11 @@ describe('ProcessRunner', () => {
     const rec = new ExitRecorder();
     const runner = makeRunner(rec);
     await startTracked(runner, await spec('bad', 'echo partial; exit 3'));
-    expect(await rec.next('bad')).toMatchObject({ outcome: 'failed', exitCode: 3, output: 'partial\n' });
+    expect(await rec.next('bad')).toMatchObject({
+      outcome: 'failed',
+      exitCode: 3,
+      output: 'partial\n',
+    });
   });
 
   it('records 128+n when the command dies of signal n', async () => {
@@ -154,7 +171,8 @@ describe('ProcessRunner', () => {
   it('caps 5 MB of output to its head and tail', async () => {
     const rec = new ExitRecorder();
     const runner = makeRunner(rec);
-    const command = "printf 'HEAD-START'; head -c 5000000 /dev/zero | tr '\\0' x; printf 'TAIL-END'";
+    const command =
+      "printf 'HEAD-START'; head -c 5000000 /dev/zero | tr '\\0' x; printf 'TAIL-END'";
     const handle = await startTracked(runner, await spec('big', command));
     const exit = await rec.next('big');
     expect(await runner.readOutput(handle.dir, { headBytes: 4, tailBytes: 3 })).toEqual({
@@ -202,7 +220,11 @@ describe('ProcessRunner', () => {
     await runner.close({ kill: true });
     await runner.close({ kill: true });
     expect(runner.running()).toEqual([]);
-    await waitFor(() => liveGroupMembers(a.pid).length + liveGroupMembers(b.pid).length === 0, 1000, 'groups');
+    await waitFor(
+      () => liveGroupMembers(a.pid).length + liveGroupMembers(b.pid).length === 0,
+      1000,
+      'groups',
+    );
     expect(rec.calls).toEqual([]);
     await expect(runner.start(await spec('late', 'true'))).rejects.toThrow(/closed/);
   });
@@ -211,7 +233,9 @@ describe('ProcessRunner', () => {
     const rec = new ExitRecorder();
     const runner = makeRunner(rec);
     const keepers = (): string[] =>
-      process.getActiveResourcesInfo().filter((r) => r === 'ProcessWrap' || r === 'Timeout' || r === 'FSEventWrap');
+      process
+        .getActiveResourcesInfo()
+        .filter((r) => r === 'ProcessWrap' || r === 'Timeout' || r === 'FSEventWrap');
     const before = keepers().length;
     const handle = await startTracked(runner, await spec('keep', 'sleep 100', { timeoutS: 50 }));
     expect(keepers().length).toBeGreaterThan(before);

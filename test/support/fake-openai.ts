@@ -99,7 +99,8 @@ export type FakeFault =
 export type FakeReply = string | FakeCompletion | FakeFault;
 
 /** An array (entry n for request n, the last one repeating) or a function of the request. */
-export type FakeOpenAIScript = FakeReply[] | ((request: RecordedRequest) => FakeReply | Promise<FakeReply>);
+export type FakeOpenAIScript =
+  FakeReply[] | ((request: RecordedRequest) => FakeReply | Promise<FakeReply>);
 
 /** A chat message as the client sent it. */
 export interface FakeChatMessage {
@@ -115,7 +116,10 @@ export interface FakeChatRequest {
   model?: string;
   messages: FakeChatMessage[];
   stream?: boolean;
-  tools?: Array<{ type: string; function: { name: string; description?: string; parameters?: unknown } }>;
+  tools?: Array<{
+    type: string;
+    function: { name: string; description?: string; parameters?: unknown };
+  }>;
   [key: string]: unknown;
 }
 
@@ -153,15 +157,24 @@ export interface FakeOpenAI {
 }
 
 /** Shorthand for a {@link FakeToolCall}. */
-export function toolCall(name: string, args: string | Record<string, unknown>, id?: string): FakeToolCall {
+export function toolCall(
+  name: string,
+  args: string | Record<string, unknown>,
+  id?: string,
+): FakeToolCall {
   return id === undefined ? { name, arguments: args } : { id, name, arguments: args };
 }
 
 /** The `tool` messages a request carried (the tool results fed back to the model), in order. */
-export function toolResults(request: RecordedRequest): Array<{ toolCallId: string; content: string }> {
+export function toolResults(
+  request: RecordedRequest,
+): Array<{ toolCallId: string; content: string }> {
   return request.body.messages
     .filter((m) => m.role === 'tool')
-    .map((m) => ({ toolCallId: m.tool_call_id ?? '', content: typeof m.content === 'string' ? m.content : '' }));
+    .map((m) => ({
+      toolCallId: m.tool_call_id ?? '',
+      content: typeof m.content === 'string' ? m.content : '',
+    }));
 }
 
 /** The content of the last `user` message of a request ('' if none). */
@@ -249,17 +262,24 @@ function completionChunks(reply: FakeCompletion, request: RecordedRequest): stri
   for (const piece of splitText(reply.text, size)) frames.push(chunk({ content: piece }));
   const calls = reply.toolCalls ?? [];
   calls.forEach((call, index) => {
-    const args = typeof call.arguments === 'string' ? call.arguments : JSON.stringify(call.arguments);
+    const args =
+      typeof call.arguments === 'string' ? call.arguments : JSON.stringify(call.arguments);
     const callId = call.id ?? `call_${request.index}_${index}`;
     frames.push(
       chunk({
-        tool_calls: [{ index, id: callId, type: 'function', function: { name: call.name, arguments: '' } }],
+        tool_calls: [
+          { index, id: callId, type: 'function', function: { name: call.name, arguments: '' } },
+        ],
       }),
     );
-    for (const part of pieces(args, 3)) frames.push(chunk({ tool_calls: [{ index, function: { arguments: part } }] }));
+    for (const part of pieces(args, 3))
+      frames.push(chunk({ tool_calls: [{ index, function: { arguments: part } }] }));
   });
   frames.push(chunk({}, reply.finishReason ?? (calls.length > 0 ? 'tool_calls' : 'stop')));
-  if (isRecord(request.body['stream_options']) && request.body['stream_options']['include_usage'] === true) {
+  if (
+    isRecord(request.body['stream_options']) &&
+    request.body['stream_options']['include_usage'] === true
+  ) {
     frames.push(
       JSON.stringify({
         id,
@@ -283,10 +303,14 @@ function completionJson(reply: FakeCompletion, request: RecordedRequest): string
     type: 'function',
     function: {
       name: call.name,
-      arguments: typeof call.arguments === 'string' ? call.arguments : JSON.stringify(call.arguments),
+      arguments:
+        typeof call.arguments === 'string' ? call.arguments : JSON.stringify(call.arguments),
     },
   }));
-  const message: Record<string, unknown> = { role: 'assistant', content: text.length > 0 ? text : null };
+  const message: Record<string, unknown> = {
+    role: 'assistant',
+    content: text.length > 0 ? text : null,
+  };
   if (reasoning !== undefined) message[reply.reasoningField ?? 'reasoning_content'] = reasoning;
   if (calls.length > 0) message['tool_calls'] = calls;
   return JSON.stringify({
@@ -319,7 +343,11 @@ function write(res: ServerResponse, frame: string): boolean {
   return true;
 }
 
-async function sendFrames(res: ServerResponse, frames: string[], delayMs: number): Promise<boolean> {
+async function sendFrames(
+  res: ServerResponse,
+  frames: string[],
+  delayMs: number,
+): Promise<boolean> {
   for (const frame of frames) {
     if (delayMs > 0) await sleep(delayMs);
     if (!write(res, `data: ${frame}\n\n`)) return false;
@@ -335,8 +363,13 @@ function untilClosed(res: ServerResponse): Promise<void> {
   });
 }
 
-async function answer(res: ServerResponse, reply: FakeCompletion | FakeFault, request: RecordedRequest): Promise<void> {
-  const textReply = (text: string | undefined): FakeCompletion => (text === undefined ? {} : { text });
+async function answer(
+  res: ServerResponse,
+  reply: FakeCompletion | FakeFault,
+  request: RecordedRequest,
+): Promise<void> {
+  const textReply = (text: string | undefined): FakeCompletion =>
+    text === undefined ? {} : { text };
 
   if (!isFault(reply)) {
     if ((reply.firstByteDelayMs ?? 0) > 0) await sleep(reply.firstByteDelayMs ?? 0);
@@ -346,14 +379,18 @@ async function answer(res: ServerResponse, reply: FakeCompletion | FakeFault, re
       return;
     }
     res.writeHead(200, { ...SSE_HEADERS, ...reply.headers });
-    if (await sendFrames(res, completionChunks(reply, request), reply.delayMs ?? 0)) write(res, 'data: [DONE]\n\n');
+    if (await sendFrames(res, completionChunks(reply, request), reply.delayMs ?? 0))
+      write(res, 'data: [DONE]\n\n');
     res.end();
     return;
   }
 
   switch (reply.fault) {
     case 'status': {
-      const headers: Record<string, string> = { 'content-type': 'application/json', ...reply.headers };
+      const headers: Record<string, string> = {
+        'content-type': 'application/json',
+        ...reply.headers,
+      };
       if (reply.retryAfter !== undefined) headers['retry-after'] = String(reply.retryAfter);
       const body =
         reply.body !== undefined
@@ -402,7 +439,11 @@ async function answer(res: ServerResponse, reply: FakeCompletion | FakeFault, re
       res.writeHead(200, SSE_HEADERS);
       await sendFrames(res, frames.slice(0, frames.length - 1), 0);
       const error = JSON.stringify({
-        error: { message: reply.message ?? 'the model crashed', type: 'server_error', code: 'internal_error' },
+        error: {
+          message: reply.message ?? 'the model crashed',
+          type: 'server_error',
+          code: 'internal_error',
+        },
       });
       write(res, `${reply.eventName === true ? 'event: error\n' : ''}data: ${error}\n\n`);
       res.end();
@@ -454,12 +495,21 @@ export async function startFakeOpenAI(script?: FakeOpenAIScript): Promise<FakeOp
       const path = (req.url ?? '/').split('?')[0] ?? '/';
       if (req.method === 'GET' && path === '/v1/models') {
         res.writeHead(200, { 'content-type': 'application/json' });
-        res.end(JSON.stringify({ object: 'list', data: [{ id: 'fake-model', object: 'model', owned_by: 'baton' }] }));
+        res.end(
+          JSON.stringify({
+            object: 'list',
+            data: [{ id: 'fake-model', object: 'model', owned_by: 'baton' }],
+          }),
+        );
         return;
       }
       if (req.method !== 'POST' || path !== '/v1/chat/completions') {
         res.writeHead(404, { 'content-type': 'application/json' });
-        res.end(JSON.stringify({ error: { message: `no route ${req.method} ${path}`, type: 'not_found' } }));
+        res.end(
+          JSON.stringify({
+            error: { message: `no route ${req.method} ${path}`, type: 'not_found' },
+          }),
+        );
         return;
       }
       const body = parseBody(rawBody);
@@ -513,7 +563,9 @@ export async function startFakeOpenAI(script?: FakeOpenAIScript): Promise<FakeOp
         }
         const timer = setTimeout(() => {
           waiters.delete(check);
-          reject(new Error(`fake OpenAI: ${requests.length} of ${count} requests after ${timeoutMs} ms`));
+          reject(
+            new Error(`fake OpenAI: ${requests.length} of ${count} requests after ${timeoutMs} ms`),
+          );
         }, timeoutMs);
         const check = (): void => {
           if (requests.length < count) return;

@@ -42,7 +42,12 @@ export const sseFrame = {
     return { data: JSON.stringify({ type: 'agent_step', round }) };
   },
   /** `{"type": "tool_output", "tool", "command", "output", "exit_code"}`. */
-  tool(event: { tool: string; command: string; output: string; exitCode: number | null }): FakeSseFrame {
+  tool(event: {
+    tool: string;
+    command: string;
+    output: string;
+    exitCode: number | null;
+  }): FakeSseFrame {
     return {
       data: JSON.stringify({
         type: 'tool_output',
@@ -82,7 +87,8 @@ export type FakeSseReply =
   | { fault: 'hang'; frames?: FakeSseFrame[]; beforeHeaders?: boolean };
 
 /** An array (entry n for request n, the last one repeating) or a function of the request. */
-export type FakeSseScript = FakeSseReply[] | ((request: RecordedSseRequest) => FakeSseReply | Promise<FakeSseReply>);
+export type FakeSseScript =
+  FakeSseReply[] | ((request: RecordedSseRequest) => FakeSseReply | Promise<FakeSseReply>);
 
 /** The body Baton sends. */
 export interface FakeSseRequestBody {
@@ -117,6 +123,8 @@ export interface FakeSseAgent {
   requests: RecordedSseRequest[];
   /** Replaces the script; an array script starts again at its first entry. */
   setScript(script: FakeSseScript): void;
+  /** Resolves once `count` requests have arrived (rejects after `timeoutMs`, default 5 s). */
+  waitForRequests(count: number, timeoutMs?: number): Promise<RecordedSseRequest[]>;
   /** Closes the server, cutting any open connection. */
   close(): Promise<void>;
 }
@@ -174,7 +182,11 @@ const SSE_HEADERS = {
   connection: 'keep-alive',
 };
 
-async function sendFrames(res: ServerResponse, frames: FakeSseFrame[], delayMs: number): Promise<boolean> {
+async function sendFrames(
+  res: ServerResponse,
+  frames: FakeSseFrame[],
+  delayMs: number,
+): Promise<boolean> {
   for (const frame of frames) {
     if (delayMs > 0) await sleep(delayMs);
     if (res.destroyed || res.writableEnded) return false;
@@ -207,7 +219,9 @@ async function answer(res: ServerResponse, reply: FakeSseReply): Promise<void> {
       const headers: Record<string, string> = { 'content-type': 'application/json' };
       if (reply.retryAfter !== undefined) headers['retry-after'] = String(reply.retryAfter);
       res.writeHead(reply.status, headers);
-      res.end(reply.body ?? JSON.stringify({ error: { message: `fake agent error ${reply.status}` } }));
+      res.end(
+        reply.body ?? JSON.stringify({ error: { message: `fake agent error ${reply.status}` } }),
+      );
       return;
     }
     case 'reset':
@@ -243,12 +257,15 @@ export async function startFakeSseAgent(script?: FakeSseScript): Promise<FakeSse
   let scriptStart = 0;
   const requests: RecordedSseRequest[] = [];
   const sockets = new Set<Socket>();
+  const waiters = new Set<() => void>();
 
   const pick = async (request: RecordedSseRequest): Promise<FakeSseReply> => {
     if (current === undefined) return defaultReply(request);
     if (typeof current === 'function') return current(request);
     if (current.length === 0) return defaultReply(request);
-    return current[Math.min(request.index - scriptStart, current.length - 1)] ?? defaultReply(request);
+    return (
+      current[Math.min(request.index - scriptStart, current.length - 1)] ?? defaultReply(request)
+    );
   };
 
   const server = createServer((req, res) => {
@@ -271,6 +288,7 @@ export async function startFakeSseAgent(script?: FakeSseScript): Promise<FakeSse
         clientClosedAt: null,
       };
       requests.push(request);
+      for (const wake of [...waiters]) wake();
       res.once('close', () => {
         if (!res.writableFinished) request.clientClosedAt = performance.now();
       });
@@ -298,6 +316,29 @@ export async function startFakeSseAgent(script?: FakeSseScript): Promise<FakeSse
     setScript(next) {
       current = next;
       scriptStart = requests.length;
+    },
+    waitForRequests(count, timeoutMs = 5_000) {
+      return new Promise((resolve, reject) => {
+        if (requests.length >= count) {
+          resolve(requests.slice(0, count));
+          return;
+        }
+        const timer = setTimeout(() => {
+          waiters.delete(check);
+          reject(
+            new Error(
+              `fake SSE agent: ${requests.length} of ${count} requests after ${timeoutMs} ms`,
+            ),
+          );
+        }, timeoutMs);
+        const check = (): void => {
+          if (requests.length < count) return;
+          clearTimeout(timer);
+          waiters.delete(check);
+          resolve(requests.slice(0, count));
+        };
+        waiters.add(check);
+      });
     },
     async close() {
       for (const socket of sockets) socket.destroy();

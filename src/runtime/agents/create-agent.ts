@@ -50,14 +50,18 @@ export function createAgent(opts: CreateAgentOptions): Agent {
     }
     case 'sse': {
       if (url === undefined) {
-        throw new Error('the sse agent needs --agent-url (BATON_AGENT_URL): the URL Baton POSTs each run to');
+        throw new Error(
+          'the sse agent needs --agent-url (BATON_AGENT_URL): the URL Baton POSTs each run to',
+        );
       }
       // An explicit key is sent as a bearer token; OPENAI_API_KEY is not
       // handed to a backend that is not an OpenAI API.
       return new SseAgent({
         url,
         ...(opts.model !== undefined ? { model: opts.model } : {}),
-        ...(opts.apiKey !== undefined ? { headers: { authorization: `Bearer ${opts.apiKey}` } } : {}),
+        ...(opts.apiKey !== undefined
+          ? { headers: { authorization: `Bearer ${opts.apiKey}` } }
+          : {}),
       });
     }
     default: {

@@ -99,7 +99,9 @@ export function answerFollowUp(trigger: string): string {
   const closing = allOk ? 'Nothing else to do.' : 'It did not succeed; have a look at its output.';
   const body = jobs.map(describeJob).join(' ');
   if (jobs.length === 1) return `${body} ${closing}`;
-  const pluralClosing = allOk ? 'Nothing else to do.' : 'Not all of them succeeded; have a look at their output.';
+  const pluralClosing = allOk
+    ? 'Nothing else to do.'
+    : 'Not all of them succeeded; have a look at their output.';
   return `${jobs.length} background jobs finished. ${body} ${pluralClosing}`;
 }
 

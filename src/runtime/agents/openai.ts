@@ -7,10 +7,25 @@
  * failure becomes an {@link AgentError} for the job machine to back off on.
  */
 
-import OpenAI, { APIConnectionError, APIConnectionTimeoutError, APIError, APIUserAbortError } from 'openai';
-import type { ChatCompletionMessageParam, ChatCompletionTool } from 'openai/resources/chat/completions';
+import OpenAI, {
+  APIConnectionError,
+  APIConnectionTimeoutError,
+  APIError,
+  APIUserAbortError,
+} from 'openai';
+import type {
+  ChatCompletionMessageParam,
+  ChatCompletionTool,
+} from 'openai/resources/chat/completions';
 import { AgentError } from './agent.js';
-import type { Agent, AgentMessage, AgentResult, AgentRunInput, AgentTools, ToolEvent } from './agent.js';
+import type {
+  Agent,
+  AgentMessage,
+  AgentResult,
+  AgentRunInput,
+  AgentTools,
+  ToolEvent,
+} from './agent.js';
 import { clip, describe, retryAfterFromHeaders } from './sse.js';
 
 /** The hard cap on model rounds in one run (SPEC §4). */
@@ -50,7 +65,9 @@ export const OPENAI_TOOLS: ChatCompletionTool[] = [
         'sleep or poll for it: end your turn after starting it.',
       parameters: {
         type: 'object',
-        properties: { command: { type: 'string', description: 'The shell command to run in the background.' } },
+        properties: {
+          command: { type: 'string', description: 'The shell command to run in the background.' },
+        },
         required: ['command'],
         additionalProperties: false,
       },
@@ -160,7 +177,10 @@ export class OpenAIAgent implements Agent {
   constructor(opts: OpenAIAgentOptions) {
     this.model = opts.model;
     const baseFetch = opts.fetch ?? globalThis.fetch;
-    const watchingFetch = async (url: string | URL | Request, init?: RequestInit): Promise<Response> => {
+    const watchingFetch = async (
+      url: string | URL | Request,
+      init?: RequestInit,
+    ): Promise<Response> => {
       const response = await baseFetch(url, init);
       if (!response.ok || response.body === null) return response;
       const watch: StreamWatch = { sawDone: false };
@@ -187,7 +207,10 @@ export class OpenAIAgent implements Agent {
 
   async run(input: AgentRunInput): Promise<AgentResult> {
     const { signal } = input;
-    if (signal.aborted) throw new AgentError('agent_aborted', 'the agent run was aborted', null, { cause: signal.reason });
+    if (signal.aborted)
+      throw new AgentError('agent_aborted', 'the agent run was aborted', null, {
+        cause: signal.reason,
+      });
     const requested = Number.isFinite(input.maxRounds) ? Math.floor(input.maxRounds) : MAX_ROUNDS;
     const maxRounds = Math.min(MAX_ROUNDS, Math.max(1, requested));
     const messages: ChatCompletionMessageParam[] = input.messages.map(toParam);
@@ -241,7 +264,10 @@ export class OpenAIAgent implements Agent {
 
     // The model still wanted tools after the last round: keep what it did.
     if (content.trim().length > 0 || toolEvents.length > 0) return { content, toolEvents, model };
-    throw new AgentError('agent_rounds', `the model used all ${maxRounds} rounds without an answer`);
+    throw new AgentError(
+      'agent_rounds',
+      `the model used all ${maxRounds} rounds without an answer`,
+    );
   }
 
   /** Streams one completion; returns its text, its assembled tool calls and the reported model. */
@@ -270,7 +296,10 @@ export class OpenAIAgent implements Agent {
     onText: (delta: string) => void,
   ): Promise<RoundResult> {
     const { data: stream, response } = await this.#client.chat.completions
-      .create({ model: this.model, messages, tools: OPENAI_TOOLS, stream: true }, { signal: roundSignal })
+      .create(
+        { model: this.model, messages, tools: OPENAI_TOOLS, stream: true },
+        { signal: roundSignal },
+      )
       .withResponse();
     const watch = this.#watches.get(response);
     let text = '';
@@ -305,9 +334,15 @@ export class OpenAIAgent implements Agent {
     }
 
     // The SDK ends quietly on abort; an aborted run must not pass as an answer.
-    if (signal.aborted) throw new AgentError('agent_aborted', 'the agent run was aborted', null, { cause: signal.reason });
+    if (signal.aborted)
+      throw new AgentError('agent_aborted', 'the agent run was aborted', null, {
+        cause: signal.reason,
+      });
     if (!finished && watch !== undefined && !watch.sawDone) {
-      throw new AgentError('agent_stream', 'the model stream ended before its end ([DONE] or a finish_reason)');
+      throw new AgentError(
+        'agent_stream',
+        'the model stream ended before its end ([DONE] or a finish_reason)',
+      );
     }
     calls.forEach((call, i) => {
       if (call.id.length === 0) call.id = `call_${i}`;
@@ -321,7 +356,11 @@ export class OpenAIAgent implements Agent {
  * the first piece of a call and its arguments in later pieces, all under the
  * same `index`; some send whole calls without an index, in order.
  */
-function mergeToolCall(part: unknown, calls: PendingToolCall[], byIndex: Map<number, PendingToolCall>): void {
+function mergeToolCall(
+  part: unknown,
+  calls: PendingToolCall[],
+  byIndex: Map<number, PendingToolCall>,
+): void {
   if (!isRecord(part)) return;
   const index = typeof part['index'] === 'number' ? part['index'] : null;
   const id = typeof part['id'] === 'string' ? part['id'] : '';
@@ -348,9 +387,15 @@ function commandArgument(call: PendingToolCall): { command: string } | { problem
   try {
     parsed = JSON.parse(call.arguments.trim().length > 0 ? call.arguments : '{}');
   } catch {
-    return { problem: `the arguments of ${call.name} are not valid JSON: ${clip(call.arguments, 200)}` };
+    return {
+      problem: `the arguments of ${call.name} are not valid JSON: ${clip(call.arguments, 200)}`,
+    };
   }
-  if (!isRecord(parsed) || typeof parsed['command'] !== 'string' || parsed['command'].trim().length === 0) {
+  if (
+    !isRecord(parsed) ||
+    typeof parsed['command'] !== 'string' ||
+    parsed['command'].trim().length === 0
+  ) {
     return { problem: `${call.name} needs a non-empty string argument "command"` };
   }
   return { command: parsed['command'] };
@@ -418,12 +463,19 @@ export function toAgentError(error: unknown, signal: AbortSignal): AgentError {
   }
   if (error instanceof AgentError) return error;
   if (error instanceof APIConnectionTimeoutError) {
-    return new AgentError('agent_stream', `the model server timed out: ${describe(error)}`, null, { cause: error });
-  }
-  if (error instanceof APIConnectionError) {
-    return new AgentError('agent_stream', `connection to the model server failed: ${describe(error)}`, null, {
+    return new AgentError('agent_stream', `the model server timed out: ${describe(error)}`, null, {
       cause: error,
     });
+  }
+  if (error instanceof APIConnectionError) {
+    return new AgentError(
+      'agent_stream',
+      `connection to the model server failed: ${describe(error)}`,
+      null,
+      {
+        cause: error,
+      },
+    );
   }
   if (error instanceof APIError) {
     if (error.status === 429) {
@@ -435,19 +487,36 @@ export function toAgentError(error: unknown, signal: AbortSignal): AgentError {
       );
     }
     if (typeof error.status === 'number') {
-      return new AgentError('agent_http', `the model server answered HTTP ${error.status}: ${clip(error.message)}`, null, {
-        cause: error,
-      });
+      return new AgentError(
+        'agent_http',
+        `the model server answered HTTP ${error.status}: ${clip(error.message)}`,
+        null,
+        {
+          cause: error,
+        },
+      );
     }
     // No status: the SDK found an `error` object inside the stream.
-    return new AgentError('agent_error_frame', `the model stream carried an error: ${clip(error.message)}`, null, {
-      cause: error,
-    });
+    return new AgentError(
+      'agent_error_frame',
+      `the model stream carried an error: ${clip(error.message)}`,
+      null,
+      {
+        cause: error,
+      },
+    );
   }
   if (error instanceof SyntaxError) {
-    return new AgentError('agent_stream', `malformed data in the model stream: ${clip(error.message)}`, null, {
-      cause: error,
-    });
+    return new AgentError(
+      'agent_stream',
+      `malformed data in the model stream: ${clip(error.message)}`,
+      null,
+      {
+        cause: error,
+      },
+    );
   }
-  return new AgentError('agent_stream', `the model stream failed: ${describe(error)}`, null, { cause: error });
+  return new AgentError('agent_stream', `the model stream failed: ${describe(error)}`, null, {
+    cause: error,
+  });
 }

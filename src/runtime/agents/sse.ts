@@ -18,7 +18,10 @@ const MESSAGE_MAX = 500;
  * HTTP date. Returns milliseconds from `now` (never negative), or `null` when
  * absent or unreadable.
  */
-export function parseRetryAfter(value: string | null | undefined, now: number = Date.now()): number | null {
+export function parseRetryAfter(
+  value: string | null | undefined,
+  now: number = Date.now(),
+): number | null {
   if (value === null || value === undefined) return null;
   const text = value.trim();
   if (text.length === 0) return null;
@@ -35,7 +38,10 @@ export function parseRetryAfter(value: string | null | undefined, now: number = 
  * Reads the retry delay a response asks for: `retry-after-ms` (a non-standard
  * header some OpenAI-compatible servers send) wins over `Retry-After`.
  */
-export function retryAfterFromHeaders(headers: Headers | null | undefined, now: number = Date.now()): number | null {
+export function retryAfterFromHeaders(
+  headers: Headers | null | undefined,
+  now: number = Date.now(),
+): number | null {
   if (!headers) return null;
   const ms = headers.get('retry-after-ms');
   if (ms !== null && /^\d+(\.\d+)?$/.test(ms.trim())) return Math.round(Number(ms.trim()));
@@ -122,9 +128,14 @@ export class SseAgent implements Agent {
       });
     } catch (error) {
       if (signal.aborted) throw aborted(error);
-      throw new AgentError('agent_stream', `connection to the agent failed: ${describe(error)}`, null, {
-        cause: error,
-      });
+      throw new AgentError(
+        'agent_stream',
+        `connection to the agent failed: ${describe(error)}`,
+        null,
+        {
+          cause: error,
+        },
+      );
     }
 
     if (!response.ok) {
@@ -153,7 +164,10 @@ export class SseAgent implements Agent {
     // (error frame, bad JSON) stops the run without confusing the parser.
     const handle = (event: EventSourceMessage): void => {
       if (event.event === 'error') {
-        throw new AgentError('agent_error_frame', `agent sent an error frame: ${clip(errorFrameMessage(event.data))}`);
+        throw new AgentError(
+          'agent_error_frame',
+          `agent sent an error frame: ${clip(errorFrameMessage(event.data))}`,
+        );
       }
       if (event.data.trim() === '[DONE]') {
         done = true;
@@ -163,16 +177,27 @@ export class SseAgent implements Agent {
       try {
         frame = JSON.parse(event.data);
       } catch (error) {
-        throw new AgentError('agent_stream', `malformed JSON in an SSE frame: ${clip(event.data, 200)}`, null, {
-          cause: error,
-        });
+        throw new AgentError(
+          'agent_stream',
+          `malformed JSON in an SSE frame: ${clip(event.data, 200)}`,
+          null,
+          {
+            cause: error,
+          },
+        );
       }
       if (!isRecord(frame)) {
-        throw new AgentError('agent_stream', `SSE frame is not a JSON object: ${clip(event.data, 200)}`);
+        throw new AgentError(
+          'agent_stream',
+          `SSE frame is not a JSON object: ${clip(event.data, 200)}`,
+        );
       }
       if (typeof frame['model'] === 'string' && frame['model'].length > 0) model = frame['model'];
       if (frame['type'] === 'error' || frame['error'] !== undefined) {
-        throw new AgentError('agent_error_frame', `agent sent an error: ${clip(errorFrameMessage(event.data))}`);
+        throw new AgentError(
+          'agent_error_frame',
+          `agent sent an error: ${clip(errorFrameMessage(event.data))}`,
+        );
       }
       if (frame['type'] === 'agent_step') {
         const n = Number(frame['round']);
@@ -223,7 +248,9 @@ export class SseAgent implements Agent {
     } catch (error) {
       if (signal.aborted) throw aborted(error);
       if (error instanceof AgentError) throw error;
-      throw new AgentError('agent_stream', `agent stream failed: ${describe(error)}`, null, { cause: error });
+      throw new AgentError('agent_stream', `agent stream failed: ${describe(error)}`, null, {
+        cause: error,
+      });
     } finally {
       // Stop reading (and free the connection) whatever ended the loop.
       reader.cancel().catch(() => undefined);

@@ -71,7 +71,9 @@ const NEUTRALISED_PHRASE = 'UNTRUSTED-JOB-OUTPUT(escaped)';
  * The status phrase of a job, e.g. `finished with exit code 1`,
  * `timed out after 30 s`, `died unexpectedly (…)`.
  */
-export function describeOutcome(job: Pick<TriggerJob, 'outcome' | 'exitCode' | 'timeoutS'>): string {
+export function describeOutcome(
+  job: Pick<TriggerJob, 'outcome' | 'exitCode' | 'timeoutS'>,
+): string {
   switch (job.outcome) {
     case 'succeeded':
     case 'failed':

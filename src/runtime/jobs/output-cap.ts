@@ -126,7 +126,11 @@ export function joinHeadTail(head: Uint8Array, tail: Uint8Array, totalBytes: num
 }
 
 /** Reads exactly `length` bytes at `position` unless the source ends first. */
-async function readRange(source: ByteSource, position: number, length: number): Promise<Uint8Array> {
+async function readRange(
+  source: ByteSource,
+  position: number,
+  length: number,
+): Promise<Uint8Array> {
   const buffer = new Uint8Array(length);
   let filled = 0;
   while (filled < length) {
@@ -142,7 +146,10 @@ async function readRange(source: ByteSource, position: number, length: number): 
  * Reads the head and tail of a source, asking it for at most
  * `headBytes + tailBytes` bytes in all, whatever its size.
  */
-export async function readHeadTail(source: ByteSource, opts: CapOptions = {}): Promise<CappedOutput> {
+export async function readHeadTail(
+  source: ByteSource,
+  opts: CapOptions = {},
+): Promise<CappedOutput> {
   const headBytes = Math.max(0, Math.floor(opts.headBytes ?? DEFAULT_HEAD_BYTES));
   const tailBytes = Math.max(0, Math.floor(opts.tailBytes ?? DEFAULT_TAIL_BYTES));
   // The size is read once: a running job may still append, and the ranges
@@ -176,7 +183,8 @@ export async function readCappedFile(path: string, opts: CapOptions = {}): Promi
     return await readHeadTail(
       {
         size: async () => (await fh.stat()).size,
-        read: async (buffer, length, position) => (await fh.read(buffer, 0, length, position)).bytesRead,
+        read: async (buffer, length, position) =>
+          (await fh.read(buffer, 0, length, position)).bytesRead,
       },
       opts,
     );

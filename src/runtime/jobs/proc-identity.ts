@@ -57,7 +57,10 @@ export function parseProcStat(text: string): ProcStat | null {
   if (open < 0 || close < open) return null;
   const pid = Number(text.slice(0, open).trim());
   // rest[0] is field 3 (state), so field n is rest[n - 3].
-  const rest = text.slice(close + 1).trim().split(/\s+/);
+  const rest = text
+    .slice(close + 1)
+    .trim()
+    .split(/\s+/);
   const state = rest[0];
   const ppid = Number(rest[1]);
   const pgrp = Number(rest[2]);
@@ -147,4 +150,34 @@ export function liveGroupMembers(pgid: number): number[] {
     }
   }
   return members;
+}
+
+/**
+ * Running members of the process group led by `pid`, a job's wrapper whose
+ * identity is `startTime`; none when `pid` now names another process. A pid
+ * is not reused while its group has members, so a different leader means the
+ * group is not the job's; a missing leader leaves the job's stragglers.
+ */
+export function jobGroupMembers(pid: number, startTime: string): number[] {
+  const leader = readProcStat(pid);
+  if (leader !== null && identityOf(leader) !== startTime) return [];
+  return liveGroupMembers(pid);
+}
+
+/**
+ * Sends `signal` to the process group led by `pid`, unless that pid now names
+ * a process other than `startTime` (never signal a reused pid's group).
+ * Returns whether a signal was sent; throws on errors other than "no such
+ * process".
+ */
+export function signalJobGroup(pid: number, startTime: string, signal: NodeJS.Signals): boolean {
+  const leader = readProcStat(pid);
+  if (leader !== null && identityOf(leader) !== startTime) return false;
+  try {
+    process.kill(-pid, signal);
+    return true;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ESRCH') return false;
+    throw err;
+  }
 }

@@ -14,14 +14,27 @@
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { existsSync, watch } from 'node:fs';
+import { watch } from 'node:fs';
 import type { FSWatcher } from 'node:fs';
-import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { DEFAULT_HEAD_BYTES, DEFAULT_TAIL_BYTES, readCappedFile } from './output-cap.js';
 import type { CapOptions } from './output-cap.js';
-import { identityOf, isSameProcessAlive, liveGroupMembers, readProcStat } from './proc-identity.js';
-import { JOB_FILES, wrapperScript } from './wrapper.js';
+import {
+  identityOf,
+  isSameProcessAlive,
+  jobGroupMembers,
+  readProcStat,
+  signalJobGroup,
+} from './proc-identity.js';
+import {
+  JOB_FILES,
+  hasExitRecord,
+  prepareJobDir,
+  readExitRecord,
+  readKillMarker,
+  writeKillMarker,
+} from './wrapper.js';
+import type { KillReason } from './wrapper.js';
 
 /** How a job's process ended. */
 export type ProcessOutcome = 'succeeded' | 'failed' | 'timedOut' | 'lost' | 'cancelled';
@@ -86,20 +99,10 @@ export interface ProcessRunnerOptions {
   logger?: { warn(obj: object, msg?: string): void };
 }
 
-type KillReason = 'timedOut' | 'cancelled';
-
 // setTimeout fires at once for delays past 2^31-1 ms, so long deadlines are re-armed.
 const MAX_TIMER_MS = 2 ** 31 - 1;
 const KILL_CHECK_FIRST_MS = 10;
 const KILL_CHECK_MAX_MS = 250;
-const STALE_FILES = [
-  JOB_FILES.exit,
-  JOB_FILES.exitTmp,
-  JOB_FILES.pid,
-  JOB_FILES.output,
-  JOB_FILES.timedOut,
-  JOB_FILES.cancelled,
-];
 
 interface Watch {
   readonly jobId: string;
@@ -129,10 +132,6 @@ export function decideOutcome(exitCode: number | null, marker: KillReason | null
   if (marker !== null) return marker;
   if (exitCode === null) return 'lost';
   return exitCode === 0 ? 'succeeded' : 'failed';
-}
-
-function errorCode(err: unknown): string | undefined {
-  return (err as NodeJS.ErrnoException | undefined)?.code;
 }
 
 /** Detached process runner; see the module comment. */
@@ -171,11 +170,7 @@ export class ProcessRunner {
     try {
       const dir = resolve(spec.dir);
       const cwd = resolve(spec.cwd);
-      await mkdir(dir, { recursive: true });
-      // A reused directory must not hand this run an old exit file or marker.
-      await Promise.all(STALE_FILES.map((f) => rm(join(dir, f), { force: true })));
-      await writeFile(join(dir, JOB_FILES.command), spec.command);
-      await writeFile(join(dir, JOB_FILES.wrapper), wrapperScript());
+      await prepareJobDir(dir, spec.command);
       this.assertOpen();
 
       const child = spawn('/bin/sh', [join(dir, JOB_FILES.wrapper), dir, cwd], {
@@ -197,7 +192,15 @@ export class ProcessRunner {
         throw new Error(`cannot read /proc/${pid}/stat of the job wrapper`);
       }
       const startedAt = this.now();
-      const w = this.newWatch(spec.jobId, dir, pid, identityOf(procStat), startedAt, spec.timeoutS);
+      const startTime = identityOf(procStat);
+      const w = newWatch({
+        jobId: spec.jobId,
+        dir,
+        pid,
+        startTime,
+        startedAt,
+        timeoutS: spec.timeoutS,
+      });
       w.child = child;
       w.onChildExit = () => {
         w.child = null;
@@ -205,7 +208,9 @@ export class ProcessRunner {
       };
       // The wrapper is our child: its exit event is the exit detection, no polling.
       child.once('exit', w.onChildExit);
-      child.on('error', (err) => this.logger?.warn({ jobId: spec.jobId, err }, 'job wrapper error'));
+      child.on('error', (err) =>
+        this.logger?.warn({ jobId: spec.jobId, err }, 'job wrapper error'),
+      );
       this.watches.set(spec.jobId, w);
       this.armDeadline(w);
       await once(child, 'spawn');
@@ -226,40 +231,57 @@ export class ProcessRunner {
     try {
       const dir = resolve(handle.dir);
       const startedAt = spec.startedAt ?? handle.startedAt;
-      const exitPath = join(dir, JOB_FILES.exit);
-      if (existsSync(exitPath) || !isSameProcessAlive(handle.pid, handle.startTime)) {
+      if (hasExitRecord(dir) || !isSameProcessAlive(handle.pid, handle.startTime)) {
         // Ended while nobody watched: by itself (exit file), or it vanished
         // (lost, or timed out / cancelled if a marker says we were killing it).
         this.reapStrays(spec.jobId, handle.pid, handle.startTime);
         return await this.collect(dir, startedAt, spec.timeoutS, null, true);
       }
-      const w = this.newWatch(spec.jobId, dir, handle.pid, handle.startTime, startedAt, spec.timeoutS);
+      const { pid, startTime } = handle;
+      const w = newWatch({
+        jobId: spec.jobId,
+        dir,
+        pid,
+        startTime,
+        startedAt,
+        timeoutS: spec.timeoutS,
+      });
       this.watches.set(spec.jobId, w);
       try {
         // Event driven: the wrapper renames exit.tmp to exit when the command ends.
         w.watcher = watch(dir, (_event, filename) => {
-          if ((filename === null || filename === JOB_FILES.exit) && existsSync(exitPath)) this.wrapperGone(w);
+          if ((filename === null || filename === JOB_FILES.exit) && hasExitRecord(dir)) {
+            this.wrapperGone(w);
+          }
         });
         w.watcher.on('error', (err) => {
-          this.logger?.warn({ jobId: spec.jobId, err }, 'watching the job directory failed; relying on the sweep');
+          this.logger?.warn(
+            { jobId: spec.jobId, err },
+            'watching the job directory failed; relying on the sweep',
+          );
           w.watcher?.close();
           w.watcher = null;
         });
       } catch (err) {
-        this.logger?.warn({ jobId: spec.jobId, err }, 'cannot watch the job directory; relying on the sweep');
+        this.logger?.warn(
+          { jobId: spec.jobId, err },
+          'cannot watch the job directory; relying on the sweep',
+        );
       }
       // Only a safety net: the watcher sees the exit file, but a process that
       // vanishes without one (killed with SIGKILL, host trouble) makes no file
       // event, so this slow sweep notices it.
       w.sweep = setInterval(() => {
-        if (!w.done && (existsSync(exitPath) || !isSameProcessAlive(w.pid, w.startTime))) this.wrapperGone(w);
+        if (!w.done && (hasExitRecord(dir) || !isSameProcessAlive(w.pid, w.startTime))) {
+          this.wrapperGone(w);
+        }
       }, this.sweepIntervalMs);
       // The file may have appeared before the watcher was in place.
-      if (existsSync(exitPath)) {
+      if (hasExitRecord(dir)) {
         this.wrapperGone(w);
         return 'watching';
       }
-      const marker = await this.readMarker(dir);
+      const marker = readKillMarker(dir);
       if (marker !== null) {
         // A previous instance was killing it when it stopped: finish the kill.
         this.killGroup(w, marker);
@@ -286,7 +308,10 @@ export class ProcessRunner {
   }
 
   /** Capped head and tail of a job's `output.log`, reading only those bytes. */
-  async readOutput(dir: string, opts: CapOptions = {}): Promise<{ output: string; truncated: boolean }> {
+  async readOutput(
+    dir: string,
+    opts: CapOptions = {},
+  ): Promise<{ output: string; truncated: boolean }> {
     const capped = await readCappedFile(join(dir, JOB_FILES.output), {
       headBytes: opts.headBytes ?? this.headBytes,
       tailBytes: opts.tailBytes ?? this.tailBytes,
@@ -358,37 +383,6 @@ export class ProcessRunner {
     if (this.closing !== null) throw new Error('ProcessRunner is closed');
   }
 
-  private newWatch(
-    jobId: string,
-    dir: string,
-    pid: number,
-    startTime: string,
-    startedAt: number,
-    timeoutS: number,
-  ): Watch {
-    let settle = (): void => {};
-    const settled = new Promise<void>((res) => (settle = res));
-    return {
-      jobId,
-      dir,
-      pid,
-      startTime,
-      startedAt,
-      timeoutS,
-      child: null,
-      onChildExit: null,
-      watcher: null,
-      sweep: null,
-      deadline: null,
-      grace: null,
-      killCheck: null,
-      killReason: null,
-      done: false,
-      settled,
-      settle,
-    };
-  }
-
   private armDeadline(w: Watch): void {
     if (!(w.timeoutS > 0) || !Number.isFinite(w.timeoutS)) return;
     const delay = w.startedAt + w.timeoutS * 1000 - this.now();
@@ -407,13 +401,12 @@ export class ProcessRunner {
   private async beginKill(w: Watch, reason: KillReason): Promise<void> {
     if (w.done || w.killReason !== null) return;
     // It finished by itself a moment ago: its own exit status decides.
-    if (existsSync(join(w.dir, JOB_FILES.exit))) return;
+    if (hasExitRecord(w.dir)) return;
     w.killReason = reason;
-    const marker = reason === 'timedOut' ? JOB_FILES.timedOut : JOB_FILES.cancelled;
     try {
-      await writeFile(join(w.dir, marker), `${new Date(this.now()).toISOString()}\n`);
+      await writeKillMarker(w.dir, reason, this.now());
     } catch (err) {
-      this.logger?.warn({ jobId: w.jobId, err }, `cannot write the ${marker} marker; killing anyway`);
+      this.logger?.warn({ jobId: w.jobId, err }, 'cannot write the kill marker; killing anyway');
     }
     if (!w.done) this.killGroup(w, reason);
   }
@@ -439,7 +432,7 @@ export class ProcessRunner {
       if (w.done || w.grace === null) return;
       // Our own child reports its exit by event; an adopted wrapper is looked up.
       const wrapperAlive = w.child !== null || isSameProcessAlive(w.pid, w.startTime);
-      if (!wrapperAlive && this.groupMembers(w.pid, w.startTime).length === 0) void this.finish(w);
+      if (!wrapperAlive && jobGroupMembers(w.pid, w.startTime).length === 0) void this.finish(w);
       else this.scheduleKillCheck(w, Math.min(delayMs * 2, KILL_CHECK_MAX_MS));
     }, delayMs);
   }
@@ -449,7 +442,8 @@ export class ProcessRunner {
     if (w.killCheck !== null) clearTimeout(w.killCheck);
     w.killCheck = null;
     if (w.done) return;
-    if (this.groupMembers(w.pid, w.startTime).length > 0) this.signalGroup(w.pid, w.startTime, 'SIGKILL');
+    if (jobGroupMembers(w.pid, w.startTime).length > 0)
+      this.signalGroup(w.pid, w.startTime, 'SIGKILL');
     // A child of ours reports its exit once the KILL lands; an adopted wrapper
     // cannot survive SIGKILL, so it is gone now.
     if (w.child === null) void this.finish(w);
@@ -461,7 +455,7 @@ export class ProcessRunner {
     // While a kill is under way, members still alive are either dying (the
     // kill check sees them go) or ignore SIGTERM (the grace timer kills them);
     // either then finishes the job.
-    if (w.grace !== null && this.groupMembers(w.pid, w.startTime).some((p) => p !== w.pid)) return;
+    if (w.grace !== null && jobGroupMembers(w.pid, w.startTime).some((p) => p !== w.pid)) return;
     void this.finish(w);
   }
 
@@ -518,10 +512,13 @@ export class ProcessRunner {
     exitTimeIsFileTime: boolean,
   ): Promise<ProcessExit> {
     const [recorded, marker, out] = await Promise.all([
-      this.readExitFile(dir),
-      killReason === null ? this.readMarker(dir) : Promise.resolve(killReason),
+      readExitRecord(dir),
+      killReason ?? readKillMarker(dir),
       this.readOutput(dir),
     ]);
+    if (recorded.invalid !== undefined) {
+      this.logger?.warn({ dir, text: recorded.invalid }, 'exit file holds no exit status');
+    }
     const finishedAt =
       exitTimeIsFileTime && recorded.mtimeMs !== null ? Math.round(recorded.mtimeMs) : this.now();
     return {
@@ -535,61 +532,45 @@ export class ProcessRunner {
     };
   }
 
-  private async readExitFile(dir: string): Promise<{ exitCode: number | null; mtimeMs: number | null }> {
-    const path = join(dir, JOB_FILES.exit);
-    try {
-      const [text, info] = await Promise.all([readFile(path, 'utf8'), stat(path)]);
-      const trimmed = text.trim();
-      if (!/^\d{1,3}$/.test(trimmed)) {
-        this.logger?.warn({ path, text: trimmed.slice(0, 40) }, 'exit file does not hold an exit status');
-        return { exitCode: null, mtimeMs: info.mtimeMs };
-      }
-      return { exitCode: Number(trimmed), mtimeMs: info.mtimeMs };
-    } catch (err) {
-      if (errorCode(err) !== 'ENOENT') throw err;
-      return { exitCode: null, mtimeMs: null };
-    }
-  }
-
-  private async readMarker(dir: string): Promise<KillReason | null> {
-    // Only one marker is ever written; if both exist, the user's cancel wins.
-    if (existsSync(join(dir, JOB_FILES.cancelled))) return 'cancelled';
-    if (existsSync(join(dir, JOB_FILES.timedOut))) return 'timedOut';
-    return null;
-  }
-
-  /**
-   * Running members of the group led by `pid`, or none when `pid` now names
-   * another process: a pid is not reused while its group has members, so a
-   * different leader means the group is not the job's.
-   */
-  private groupMembers(pid: number, startTime: string): number[] {
-    const leader = readProcStat(pid);
-    if (leader !== null && identityOf(leader) !== startTime) return [];
-    return liveGroupMembers(pid);
-  }
-
   private signalGroup(pid: number, startTime: string, signal: NodeJS.Signals): void {
-    const leader = readProcStat(pid);
-    // Never signal a group whose leader pid was reused by another process.
-    if (leader !== null && identityOf(leader) !== startTime) return;
     try {
-      process.kill(-pid, signal);
+      signalJobGroup(pid, startTime, signal);
     } catch (err) {
-      if (errorCode(err) !== 'ESRCH') this.logger?.warn({ pgid: pid, signal, err }, 'cannot signal a job group');
+      this.logger?.warn({ pgid: pid, signal, err }, 'cannot signal a job group');
     }
   }
 
   /** A job's group does not outlive the job: stop what its command left running. */
   private reapStrays(jobId: string, pid: number, startTime: string): void {
-    const strays = this.groupMembers(pid, startTime).filter((p) => p !== pid);
+    const strays = jobGroupMembers(pid, startTime).filter((p) => p !== pid);
     if (strays.length === 0) return;
-    this.logger?.warn({ jobId, pgid: pid, pids: strays }, 'job left processes in its group; stopping them');
+    this.logger?.warn(
+      { jobId, pgid: pid, pids: strays },
+      'job left processes in its group; stopping them',
+    );
     this.signalGroup(pid, startTime, 'SIGTERM');
     const timer = setTimeout(() => {
       this.reapers.delete(timer);
-      if (this.groupMembers(pid, startTime).length > 0) this.signalGroup(pid, startTime, 'SIGKILL');
+      if (jobGroupMembers(pid, startTime).length > 0) this.signalGroup(pid, startTime, 'SIGKILL');
     }, this.killGraceMs);
     this.reapers.set(timer, { pid, startTime });
   }
+}
+
+type WatchBase = Pick<Watch, 'jobId' | 'dir' | 'pid' | 'startTime' | 'startedAt' | 'timeoutS'>;
+
+function newWatch(base: WatchBase): Watch {
+  let settle = (): void => {};
+  const settled = new Promise<void>((res) => (settle = res));
+  const idle = { child: null, onChildExit: null, watcher: null, sweep: null, deadline: null };
+  return {
+    ...base,
+    ...idle,
+    grace: null,
+    killCheck: null,
+    killReason: null,
+    done: false,
+    settled,
+    settle,
+  };
 }
