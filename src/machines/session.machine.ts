@@ -167,7 +167,16 @@ export function createSessionMachine(deps: SessionMachineDeps = defaultDeps) {
             {
               target: 'busy',
               reenter: true,
-              actions: ['grantNext'],
+              actions: [
+                {
+                  type: 'lockRevoked',
+                  params: ({ context }) => ({
+                    holder: context.holder as LockHolder,
+                    reason: 'timeout' as const,
+                  }),
+                },
+                'grantNext',
+              ],
             },
           ],
         },

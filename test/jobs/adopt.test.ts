@@ -198,6 +198,25 @@ describe('ProcessRunner.adopt', () => {
     expect(await rec.next('v', 2000)).toMatchObject({ outcome: 'lost', exitCode: null });
   });
 
+  it('closes without kill: the adopted job keeps running and nothing holds the event loop', async () => {
+    const s = await spec('n', 'sleep 100', { timeoutS: 50 });
+    const { handle } = await startThenRestart(s);
+    const keepers = (): string[] =>
+      process
+        .getActiveResourcesInfo()
+        .filter((r) => r === 'Timeout' || r === 'FSEventWrap' || r === 'ProcessWrap');
+    const before = keepers().length;
+    const b = makeRunner(new ExitRecorder());
+    await b.adopt(s, handle);
+    expect(keepers().length).toBeGreaterThan(before);
+    await b.close();
+    // A watcher's handle is released in the loop's close phase, a turn later.
+    await new Promise((r) => setTimeout(r, 10));
+    expect(keepers().length).toBe(before);
+    expect(isSameProcessAlive(handle.pid, handle.startTime)).toBe(true);
+    killGroupNow(handle.pid);
+  });
+
   it('closes with kill: adopted groups die too', async () => {
     const s = await spec('k', 'sleep 100 & wait');
     const { handle } = await startThenRestart(s);

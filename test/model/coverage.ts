@@ -130,7 +130,8 @@ function pairKey(source: AnyStateNode, transition: AnyTransitionDefinition): str
       ? (owner.always ?? [])
       : (owner.transitions.get(transition.eventType) ?? []);
   const index = list.indexOf(transition);
-  if (index === -1) throw new Error(`transition on ${transition.eventType} not found in ${owner.id}`);
+  if (index === -1)
+    throw new Error(`transition on ${transition.eventType} not found in ${owner.id}`);
   return `${source.id}|${owner.id}|${transition.eventType}|${index}`;
 }
 

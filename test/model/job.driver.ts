@@ -111,6 +111,8 @@ export function startJob(
       return taken;
     },
     async apply(event) {
+      // A job that reached a final state takes nothing more; xstate would only warn.
+      if (actor.getSnapshot().status !== 'active') return;
       if (event.type === 'xstate.done.actor.followUp') pendingCall().resolve(event.output);
       else if (event.type === 'xstate.error.actor.followUp') pendingCall().reject(event.error);
       else return actor.send(event);

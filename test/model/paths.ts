@@ -15,7 +15,11 @@ import type { ActorLogic, AnyMachineSnapshot, EventObject } from 'xstate';
  * shortest path to its source joined with that one step.
  */
 
-export interface ModelSpec<TSnapshot extends AnyMachineSnapshot, TEvent extends EventObject, TInput> {
+export interface ModelSpec<
+  TSnapshot extends AnyMachineSnapshot,
+  TEvent extends EventObject,
+  TInput,
+> {
   /** The machine viewed as logic over the model's events (its own plus done/error/after ones). */
   logic: ActorLogic<TSnapshot, TEvent, TInput>;
   input: TInput;
@@ -87,7 +91,9 @@ export function coveringPaths<
   }
   const paths = [...base];
   let added = 0;
-  for (const { state, event, nextState } of adjacencyMapToArray(getAdjacencyMap(spec.logic, options))) {
+  for (const { state, event, nextState } of adjacencyMapToArray(
+    getAdjacencyMap(spec.logic, options),
+  )) {
     const vertex = spec.serialize(state);
     if (taken.has(edgeKey(vertex, event))) continue;
     const head = shortestTo.get(vertex);
@@ -95,7 +101,10 @@ export function coveringPaths<
     if (!head || !init) throw new Error(`no path reaches ${vertex}`);
     const step: StatePath<TSnapshot, TEvent> = {
       state: nextState,
-      steps: [{ state: head.state, event: init.event }, { state: nextState, event }],
+      steps: [
+        { state: head.state, event: init.event },
+        { state: nextState, event },
+      ],
       weight: 1,
     };
     paths.push(joinPaths(head, step));

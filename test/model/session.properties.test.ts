@@ -70,7 +70,13 @@ function play(commands: readonly Command[]): Step[] {
       if (next.type === 'delete') session.apply({ type: 'DELETE' });
     }
     const after = session.actor.getSnapshot();
-    steps.push({ command: next, before, after, effects: session.takeEffects(), now: session.clock.now() });
+    steps.push({
+      command: next,
+      before,
+      after,
+      effects: session.takeEffects(),
+      now: session.clock.now(),
+    });
   };
   commands.forEach(run);
   for (;;) {

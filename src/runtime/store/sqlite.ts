@@ -189,7 +189,15 @@ function prepareStatements(db: Database.Database) {
 type Statements = ReturnType<typeof prepareStatements>;
 
 /** The prepared statements of an open store and its commit transaction. */
-type Connection = Statements & { commit(batch: Batch): CommitResult };
+type Connection = Statements & { commitGroup(batches: Batch[]): GroupResult[] };
+
+type GroupResult = { ok: true; value: CommitResult } | { ok: false; error: unknown };
+
+interface PendingCommit {
+  batch: Batch;
+  resolve: (result: CommitResult) => void;
+  reject: (error: unknown) => void;
+}
 
 function isSqliteError(err: unknown): err is InstanceType<typeof Database.SqliteError> {
   return err instanceof Database.SqliteError;
@@ -314,6 +322,7 @@ export class SqliteStore implements Store {
   protected db: Database.Database | null = null;
   private conn: Connection | null = null;
   private closed = false;
+  private readonly pending: PendingCommit[] = [];
   private readonly path: string;
   private readonly busyTimeoutMs: number;
 
@@ -336,11 +345,27 @@ export class SqliteStore implements Store {
       db.pragma('foreign_keys = ON');
       migrateSqlite(db);
       const statements = prepareStatements(db);
-      const transaction = db.transaction((batch: Batch) => this.writeBatch(statements, batch));
+      // Called inside the group transaction below, each batch becomes a
+      // savepoint: a batch that fails rolls back alone, the others still commit.
+      const one = db.transaction((batch: Batch) => this.writeBatch(statements, batch));
+      const group = db.transaction((batches: Batch[]) =>
+        batches.map((batch): GroupResult => {
+          try {
+            return { ok: true, value: one(batch) };
+          } catch (error) {
+            // A full disk or an I/O error can roll back the whole transaction
+            // (SQLite does so on its own): then every batch of the group fails.
+            if (!db.inTransaction || (isSqliteError(error) && UNAVAILABLE_CODE.test(error.code))) {
+              throw error;
+            }
+            return { ok: false, error };
+          }
+        }),
+      );
       // IMMEDIATE takes the write lock up front: a deferred transaction that
       // upgrades from read to write fails at once with SQLITE_BUSY in WAL mode,
       // without waiting out busy_timeout.
-      this.conn = { ...statements, commit: (batch) => transaction.immediate(batch) };
+      this.conn = { ...statements, commitGroup: (batches) => group.immediate(batches) };
       this.db = db;
     } catch (err) {
       db?.close();
@@ -348,8 +373,33 @@ export class SqliteStore implements Store {
     }
   }
 
-  async commit(batch: Batch): Promise<CommitResult> {
-    return this.use((c) => c.commit(batch));
+  /**
+   * Group commit: batches handed in during the same turn of the event loop
+   * share one transaction and so one fsync, each in its own savepoint. A
+   * batch's promise settles only after the shared COMMIT is durable.
+   */
+  commit(batch: Batch): Promise<CommitResult> {
+    return new Promise((resolve, reject) => {
+      this.pending.push({ batch, resolve, reject });
+      if (this.pending.length === 1) setImmediate(() => this.flush());
+    });
+  }
+
+  private flush(): void {
+    const group = this.pending.splice(0);
+    if (group.length === 0) return;
+    let results: GroupResult[];
+    try {
+      results = this.use((c) => c.commitGroup(group.map((p) => p.batch)));
+    } catch (error) {
+      for (const p of group) p.reject(error);
+      return;
+    }
+    group.forEach((p, i) => {
+      const result = results[i] as GroupResult;
+      if (result.ok) p.resolve(result.value);
+      else p.reject(toStoreError(result.error));
+    });
   }
 
   async getSession(id: string): Promise<SessionRow | null> {
@@ -401,6 +451,8 @@ export class SqliteStore implements Store {
   }
 
   async close(): Promise<void> {
+    // Commits already handed in are written (or fail) before the file closes.
+    this.flush();
     const db = this.db;
     this.closed = true;
     this.db = null;

@@ -1,0 +1,2 @@
+/** Runs every benchmark in bench/, one after another. */
+await import('./followups.js');

@@ -1,0 +1,136 @@
+/**
+ * Request schemas of the HTTP API (SPEC §5), in zod. Bodies are strict
+ * objects: an unknown field is a mistake the client should hear about (a
+ * misspelt `timeoutS` silently ignored would run a job for an hour).
+ */
+
+import { z } from 'zod';
+import { TransportError } from './errors.js';
+
+/** `command` of a job, in characters. */
+export const MAX_COMMAND_CHARS = 16 * 1024;
+/** `content` of a message, in characters. */
+export const MAX_MESSAGE_CHARS = 256 * 1024;
+/** `timeoutS` of a job: seven days. */
+export const MAX_TIMEOUT_S = 7 * 24 * 3600;
+/** `output` of a completed external job, in characters (the runtime keeps a capped head and tail). */
+export const MAX_OUTPUT_CHARS = 512 * 1024;
+
+/** The top-level states of the job machine (SPEC §2), for `GET /v1/jobs?state=`. */
+export const JOB_STATES = [
+  'running',
+  'completed',
+  'awaitingIdleSession',
+  'continuing',
+  'retrying',
+  'followedUp',
+  'failed',
+  'cancelled',
+  'skipped',
+] as const;
+
+const noNul = (s: string) => !s.includes('\u0000');
+const notBlank = (s: string) => s.trim().length > 0;
+
+export const createSessionBody = z.strictObject({
+  title: z
+    .string({ error: 'title must be a string' })
+    .max(200, { error: 'title must be at most 200 characters' })
+    .optional(),
+  systemPrompt: z
+    .string({ error: 'systemPrompt must be a string' })
+    .max(MAX_MESSAGE_CHARS, { error: `systemPrompt must be at most ${MAX_MESSAGE_CHARS} characters` })
+    .optional(),
+});
+
+export const sendMessageBody = z.strictObject({
+  content: z
+    .string({ error: 'content must be a string' })
+    .max(MAX_MESSAGE_CHARS, { error: `content must be at most ${MAX_MESSAGE_CHARS} characters` })
+    .refine(notBlank, { error: 'content must not be empty' }),
+});
+
+export const commandJobBody = z.strictObject({
+  command: z
+    .string({ error: 'command must be a string' })
+    .max(MAX_COMMAND_CHARS, { error: `command must be at most ${MAX_COMMAND_CHARS} characters` })
+    .refine(notBlank, { error: 'command must not be empty' })
+    .refine(noNul, { error: 'command must not contain NUL characters' }),
+  timeoutS: z
+    .number({ error: 'timeoutS must be a number of seconds' })
+    .int({ error: 'timeoutS must be a whole number of seconds' })
+    .positive({ error: 'timeoutS must be positive' })
+    .max(MAX_TIMEOUT_S, { error: `timeoutS must be at most ${MAX_TIMEOUT_S} (7 days)` })
+    .optional(),
+  cwd: z
+    .string({ error: 'cwd must be a string' })
+    .min(1, { error: 'cwd must not be empty' })
+    .max(4096, { error: 'cwd must be at most 4096 characters' })
+    .refine(noNul, { error: 'cwd must not contain NUL characters' })
+    .optional(),
+});
+
+export const externalJobBody = z.strictObject({
+  external: z.literal(true, { error: 'external must be true' }),
+  name: z
+    .string({ error: 'name must be a string' })
+    .max(200, { error: 'name must be at most 200 characters' })
+    .optional(),
+});
+
+export const completeJobBody = z.strictObject({
+  exitCode: z
+    .number({ error: 'exitCode must be an integer' })
+    .int({ error: 'exitCode must be an integer' })
+    .min(-2147483648, { error: 'exitCode is out of range' })
+    .max(2147483647, { error: 'exitCode is out of range' }),
+  output: z
+    .string({ error: 'output must be a string' })
+    .max(MAX_OUTPUT_CHARS, { error: `output must be at most ${MAX_OUTPUT_CHARS} characters` })
+    .optional(),
+  outcome: z
+    .enum(['succeeded', 'failed', 'timedOut', 'lost'], {
+      error: 'outcome must be one of succeeded, failed, timedOut, lost',
+    })
+    .optional(),
+});
+
+export const listJobsQuery = z.object({
+  sessionId: z.string().max(100).optional(),
+  state: z.enum(JOB_STATES, { error: `state must be one of ${JOB_STATES.join(', ')}` }).optional(),
+});
+
+/** `POST …/jobs` takes either a command or an external job; the `external` key decides which. */
+export function parseStartJobBody(body: unknown) {
+  if (typeof body === 'object' && body !== null && 'external' in body) {
+    return parse(externalJobBody, body);
+  }
+  return parse(commandJobBody, body);
+}
+
+/**
+ * Validates `value` or throws `invalid_request` naming every problem, e.g.
+ * `command: command must not be empty; unknown field "foo"`.
+ */
+export function parse<T extends z.ZodType>(schema: T, value: unknown): z.output<T> {
+  const result = schema.safeParse(value);
+  if (result.success) return result.data;
+  throw new TransportError('invalid_request', describeIssues(result.error.issues));
+}
+
+function describeIssues(issues: readonly z.core.$ZodIssue[]): string {
+  return issues
+    .slice(0, 5)
+    .map((issue) => {
+      if (issue.code === 'unrecognized_keys') {
+        return `unknown field${issue.keys.length > 1 ? 's' : ''} ${issue.keys
+          .map((k) => JSON.stringify(k))
+          .join(', ')}`;
+      }
+      if (issue.path.length === 0 && issue.code === 'invalid_type') {
+        return 'the body must be a JSON object';
+      }
+      return issue.message;
+    })
+    .join('; ');
+}
