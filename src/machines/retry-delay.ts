@@ -8,8 +8,12 @@
  * @param baseMs - nominal delay after the first failure
  * @param maxMs - cap on the nominal delay
  * @param random - a number in [0, 1); injected so tests are deterministic
- * @param floorMs - a lower bound the server asked for (`Retry-After`), if any
+ * @param floorMs - a lower bound the server asked for (`Retry-After`), if any;
+ *   honoured even past `maxMs` (the server knows when it can answer), up to an hour
  */
+/** A `Retry-After` longer than this is taken as an hour: a job must not wait for days. */
+export const MAX_FLOOR_MS = 3_600_000;
+
 export function retryDelayMs(
   attempt: number,
   baseMs: number,
@@ -22,7 +26,7 @@ export function retryDelayMs(
   const nominal = Math.min(maxMs, baseMs * 2 ** Math.min(exponent, 52));
   const half = nominal / 2;
   const jittered = Math.round(half + half * clamp01(random));
-  return Math.max(jittered, Math.min(floorMs, maxMs));
+  return Math.max(jittered, Math.min(floorMs, MAX_FLOOR_MS));
 }
 
 function clamp01(value: number): number {

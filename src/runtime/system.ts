@@ -381,6 +381,8 @@ export class Baton {
       );
     }
     const job = this.jobs.get(jobId) ?? (await this.rehydrate(row));
+    // A failed job leaves memory once its state is written; it is back in play now.
+    this.register(job);
     job.send({ type: 'RETRY' });
     await job.persisted();
     return this.view(job);

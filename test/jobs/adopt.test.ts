@@ -202,9 +202,7 @@ describe('ProcessRunner.adopt', () => {
     const s = await spec('n', 'sleep 100', { timeoutS: 50 });
     const { handle } = await startThenRestart(s);
     const keepers = (): string[] =>
-      process
-        .getActiveResourcesInfo()
-        .filter((r) => r === 'Timeout' || r === 'FSEventWrap' || r === 'ProcessWrap');
+      process.getActiveResourcesInfo().filter((r) => r === 'FSEventWrap' || r === 'ProcessWrap');
     const before = keepers().length;
     const b = makeRunner(new ExitRecorder());
     await b.adopt(s, handle);

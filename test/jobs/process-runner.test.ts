@@ -1,5 +1,8 @@
+import { execFile } from 'node:child_process';
 import { existsSync, readFileSync, realpathSync } from 'node:fs';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { afterEach, describe, expect, it } from 'vitest';
 import { liveGroupMembers } from '../../src/runtime/jobs/proc-identity.js';
 import { ProcessRunner } from '../../src/runtime/jobs/process-runner.js';
@@ -10,6 +13,7 @@ import type {
 } from '../../src/runtime/jobs/process-runner.js';
 import { ExitRecorder, cleanup, tempDir, waitFor } from './helpers.js';
 
+const run = promisify(execFile);
 const runners: ProcessRunner[] = [];
 const groups: number[] = [];
 const dirs: string[] = [];
@@ -229,19 +233,28 @@ describe('ProcessRunner', () => {
     await expect(runner.start(await spec('late', 'true'))).rejects.toThrow(/closed/);
   });
 
-  it('closes without kill: the job keeps running and nothing holds the event loop', async () => {
-    const rec = new ExitRecorder();
-    const runner = makeRunner(rec);
-    const keepers = (): string[] =>
-      process
-        .getActiveResourcesInfo()
-        .filter((r) => r === 'ProcessWrap' || r === 'Timeout' || r === 'FSEventWrap');
-    const before = keepers().length;
-    const handle = await startTracked(runner, await spec('keep', 'sleep 100', { timeoutS: 50 }));
-    expect(keepers().length).toBeGreaterThan(before);
-    await runner.close();
-    expect(keepers().length).toBe(before);
-    expect(liveGroupMembers(handle.pid)).toContain(handle.pid);
-    process.kill(-handle.pid, 'SIGKILL');
+  it('closes without kill: the job keeps running and the Node process can exit', async () => {
+    const root = await tempDir(dirs);
+    const fixture = fileURLToPath(new URL('./fixtures/close-and-exit.ts', import.meta.url));
+    const started = Date.now();
+    // A runner that left a handle or timer alive after close() would hold this
+    // process open until the job's 60 s deadline.
+    let stdout: string;
+    try {
+      ({ stdout } = await run(process.execPath, ['--import', 'tsx', fixture, root], {
+        timeout: 10_000,
+      }));
+    } catch (err) {
+      // Killed for hanging: still account for the job it started.
+      stdout = String((err as { stdout?: string }).stdout ?? '');
+      if (stdout !== '') groups.push((JSON.parse(stdout) as { pid: number }).pid);
+      throw err;
+    }
+    const { pid, adopted } = JSON.parse(stdout) as { pid: number; adopted: string };
+    groups.push(pid);
+    expect(adopted).toBe('watching');
+    expect(Date.now() - started).toBeLessThan(10_000);
+    expect(liveGroupMembers(pid)).toContain(pid);
+    process.kill(-pid, 'SIGKILL');
   });
 });
