@@ -1,3 +1,6 @@
+/** A `Retry-After` longer than this is taken as an hour: a job must not wait for days. */
+export const MAX_FLOOR_MS = 3_600_000;
+
 /**
  * Backoff for follow-up attempts: exponential in the attempt number, capped,
  * with "equal jitter" (half fixed, half random) so that jobs failing together
@@ -11,9 +14,6 @@
  * @param floorMs - a lower bound the server asked for (`Retry-After`), if any;
  *   honoured even past `maxMs` (the server knows when it can answer), up to an hour
  */
-/** A `Retry-After` longer than this is taken as an hour: a job must not wait for days. */
-export const MAX_FLOOR_MS = 3_600_000;
-
 export function retryDelayMs(
   attempt: number,
   baseMs: number,

@@ -1,21 +1,21 @@
 import { stat } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
-import { fromPromise, type InspectionEvent } from 'xstate';
-import { createJobMachine, type JobMachine, type JobState } from '../machines/job.machine.js';
-import type { LockView, ReleaseReason } from '../machines/session.machine.js';
+import { resolve } from 'node:path';
+import type { JobMachine, JobState } from '../machines/job.machine.js';
+import type { LockView } from '../machines/session.machine.js';
 import type { Agent, AgentTools } from './agents/agent.js';
-import { capResult, describeOutcome } from './agents/trigger.js';
+import { capResult } from './agents/trigger.js';
+import { failureNotice } from './failure-notice.js';
 import { iso, systemClock, type Clock } from './clock.js';
 import { BatonError, notFound } from './errors.js';
 import { Feed } from './feed.js';
-import { runFollowUp, SessionGoneError, type FollowUpDeps } from './follow-up.js';
+import type { FollowUpDeps } from './follow-up.js';
+import { JobEffects } from './job-effects.js';
 import { randomIds, type Ids } from './ids.js';
 import { JobActor, type JobActorHost, type PersistedJob } from './job-actor.js';
-import { DEFAULT_LIMITS, RunningJobs, type JobLimits } from './job-limits.js';
-import { ProcessRunner, type ProcessExit } from './jobs/process-runner.js';
+import { JobProcesses } from './job-processes.js';
 import { startLiveTurn, type LiveTurnDeps } from './live-turn.js';
 import { runCommand } from './run-command.js';
-import { SessionLocks, type LockRecord } from './session-locks.js';
+import { SessionLocks } from './session-locks.js';
 import { SerialQueue } from './serial-queue.js';
 import type { Batch, JobRow, MessageRow, SessionRow, Store } from './store/store.js';
 import { FINAL_JOB_STATES } from './store/store.js';
@@ -28,80 +28,11 @@ import {
   type SessionView,
 } from './views.js';
 import { describeWhy } from './why.js';
+import type { BatonOptions, CompleteJobBody, StartJobBody } from './options.js';
+import { resolvePolicy, silentLogger, type BatonPolicy, type Logger } from './policy.js';
 
-export interface Logger {
-  info(obj: object, msg?: string): void;
-  warn(obj: object, msg?: string): void;
-  error(obj: object, msg?: string): void;
-}
-
-const silent: Logger = { info: () => {}, warn: () => {}, error: () => {} };
-
-/** The follow-up policy and limits (SPEC §4 options). */
-export interface BatonPolicy {
-  /** @defaultValue 5 */
-  maxAttempts: number;
-  /** @defaultValue 2000 */
-  retryBaseMs: number;
-  /** @defaultValue 300000 */
-  retryMaxMs: number;
-  /** One attempt's deadline. @defaultValue 600 */
-  agentTimeoutS: number;
-  /** A lock holder that keeps the lock longer loses it. @defaultValue agentTimeoutS + 60 s */
-  leaseMs: number;
-  /** @defaultValue 3600 */
-  defaultJobTimeoutS: number;
-  /** @defaultValue 12 */
-  maxRounds: number;
-  limits: JobLimits;
-  /** How long shutdown waits for running follow-ups and turns. @defaultValue 10000 */
-  drainMs: number;
-  /** Time between SIGTERM and SIGKILL when a job is killed. @defaultValue 5000 */
-  killGraceMs: number;
-}
-
-export interface BatonOptions {
-  store: Store;
-  agent: Agent;
-  /** Holds each job's directory (wrapper, log, exit file) under `jobs/`. */
-  dataDir: string;
-  /** Working directory of jobs that name none, and of `run_command`. @defaultValue process.cwd() */
-  workDir?: string;
-  policy?: Partial<BatonPolicy>;
-  clock?: Clock;
-  ids?: Ids;
-  random?: () => number;
-  logger?: Logger;
-  inspect?: ((event: InspectionEvent) => void) | undefined;
-  /** Sees every lock grant and release (tests assert that holders never overlap). */
-  onLockRecord?: (sessionId: string, record: LockRecord) => void;
-}
-
-export type StartJobBody =
-  | { command: string; timeoutS?: number | undefined; cwd?: string | undefined }
-  | { external: true; name?: string | undefined };
-
-export interface CompleteJobBody {
-  exitCode: number;
-  output?: string | undefined;
-  outcome?: 'succeeded' | 'failed' | 'timedOut' | 'lost' | undefined;
-}
-
-export function resolvePolicy(partial: Partial<BatonPolicy> = {}): BatonPolicy {
-  const agentTimeoutS = partial.agentTimeoutS ?? 600;
-  return {
-    maxAttempts: partial.maxAttempts ?? 5,
-    retryBaseMs: partial.retryBaseMs ?? 2000,
-    retryMaxMs: partial.retryMaxMs ?? 300_000,
-    agentTimeoutS,
-    leaseMs: partial.leaseMs ?? agentTimeoutS * 1000 + 60_000,
-    defaultJobTimeoutS: partial.defaultJobTimeoutS ?? 3600,
-    maxRounds: partial.maxRounds ?? 12,
-    limits: partial.limits ?? DEFAULT_LIMITS,
-    drainMs: partial.drainMs ?? 10_000,
-    killGraceMs: partial.killGraceMs ?? 5000,
-  };
-}
+export { resolvePolicy, type BatonPolicy, type Logger } from './policy.js';
+export type { BatonOptions, CompleteJobBody, StartJobBody } from './options.js';
 
 /**
  * The runtime: the machines wired to the store, the process runner, the
@@ -118,15 +49,12 @@ export class Baton {
   private readonly logger: Logger;
   private readonly queue = new SerialQueue();
   private readonly jobs = new Map<string, JobActor>();
-  private readonly retryTimers = new Map<string, unknown>();
   private readonly turns = new Map<string, { done: Promise<void>; abort: () => void }>();
   private readonly owners = new Map<string, string>();
-  private readonly running: RunningJobs;
-  private readonly runner: ProcessRunner;
+  private readonly processes: JobProcesses;
   private readonly locks: SessionLocks;
-  private readonly machine: JobMachine;
+  private readonly effects: JobEffects;
   private readonly host: JobActorHost;
-  private readonly followUpDeps: FollowUpDeps;
   private readonly liveDeps: LiveTurnDeps;
   private readonly workDir: string;
   private closing: Promise<void> | null = null;
@@ -137,15 +65,20 @@ export class Baton {
     this.policy = resolvePolicy(options.policy);
     this.clock = options.clock ?? systemClock;
     this.ids = options.ids ?? randomIds;
-    this.logger = options.logger ?? silent;
+    this.logger = options.logger ?? silentLogger;
     this.workDir = resolve(options.workDir ?? process.cwd());
-    this.running = new RunningJobs(this.policy.limits);
     const now = () => this.clock.now();
-    this.runner = new ProcessRunner({
-      onExit: (jobId, exit) => this.onProcessExit(jobId, exit),
-      now,
+    this.processes = new JobProcesses({
+      dataDir: options.dataDir,
+      workDir: this.workDir,
+      defaultTimeoutS: this.policy.defaultJobTimeoutS,
       killGraceMs: this.policy.killGraceMs,
+      limits: this.policy.limits,
+      now,
       logger: this.logger,
+      jobs: () => this.jobs.values(),
+      job: (id) => this.jobs.get(id),
+      closing: () => this.closing !== null,
     });
     this.locks = new SessionLocks({
       clock: this.clock,
@@ -155,21 +88,6 @@ export class Baton {
       onRecord: options.onLockRecord,
       onError: (error) => this.logger.error({ err: error }, 'session lock effect failed'),
     });
-    this.machine = this.provideJobMachine(now, options.random ?? Math.random);
-    this.host = {
-      machine: this.machine,
-      now,
-      write: (job, batch) => this.writeJob(job, batch),
-      why: (job) =>
-        describeWhy(job, {
-          lock: this.locks.view(job.sessionId),
-          heldBy: this.running.blocker(job.owner, job.sessionId),
-        }),
-      transitionWrites: (job, entered, row) => this.transitionWrites(job, entered, row),
-      inspect: options.inspect,
-      onError: (job, error) =>
-        this.logger.error({ err: error, jobId: job.id }, 'job write or actor failed'),
-    };
     const common = {
       store: this.store,
       agent: this.agent,
@@ -181,10 +99,34 @@ export class Baton {
       commit: (sessionId: string, build: () => Batch | null) => this.commit(sessionId, build),
       tools: (owner: string, sessionId: string) => this.tools(owner, sessionId),
     };
-    this.followUpDeps = {
+    const followUp: FollowUpDeps = {
       ...common,
-      machine: this.machine,
+      // Filled in just below: the follow-up needs the provided machine to compute snapshots.
+      machine: undefined as unknown as JobMachine,
       jobsOf: (sessionId) => [...this.jobs.values()].filter((j) => j.sessionId === sessionId),
+    };
+    this.effects = new JobEffects({
+      clock: this.clock,
+      random: options.random ?? Math.random,
+      locks: this.locks,
+      processes: this.processes,
+      followUp,
+      job: (id) => this.jobs.get(id),
+    });
+    followUp.machine = this.effects.machine;
+    this.host = {
+      machine: this.effects.machine,
+      now,
+      write: (job, batch) => this.writeJob(job, batch),
+      why: (job) =>
+        describeWhy(job, {
+          lock: this.locks.view(job.sessionId),
+          heldBy: this.processes.blocker(job.owner, job.sessionId),
+        }),
+      transitionWrites: (job, entered, row) => this.transitionWrites(job, entered, row),
+      inspect: options.inspect,
+      onError: (job, error) =>
+        this.logger.error({ err: error, jobId: job.id }, 'job write or actor failed'),
     };
     this.liveDeps = {
       ...common,
@@ -294,7 +236,7 @@ export class Baton {
       }
     }
     const id = this.ids.job();
-    const blocker = external ? null : this.running.blocker(owner, sessionId);
+    const blocker = external ? null : this.processes.blocker(owner, sessionId);
     const row: JobRow = {
       id,
       sessionId,
@@ -319,7 +261,7 @@ export class Baton {
       version: 0,
     };
     // Taken before the actor starts, so that a burst of jobs cannot all pass the limit check.
-    if (!external && !blocker) this.running.take(id, owner, sessionId);
+    if (!external && !blocker) this.processes.reserve({ id, owner, sessionId });
     const job = this.register(
       new JobActor(this.host, row, {
         input: {
@@ -336,7 +278,7 @@ export class Baton {
       await job.start();
     } catch (error) {
       this.unregister(job);
-      this.running.free(id);
+      this.processes.release(id);
       job.actor.stop();
       throw error;
     }
@@ -426,7 +368,7 @@ export class Baton {
         this.logger.error({ err: error, jobId: row.id }, 'could not recover job');
       }
     }
-    this.pump();
+    this.processes.pump();
     return { recovered: rows.length };
   }
 
@@ -448,8 +390,7 @@ export class Baton {
     };
     await step('drain', () => this.drain());
     await step('timers', () => {
-      for (const timer of this.retryTimers.values()) this.clock.clearTimeout(timer);
-      this.retryTimers.clear();
+      this.effects.clearAll();
     });
     await step('actors', () => {
       for (const job of this.jobs.values()) job.actor.stop();
@@ -457,7 +398,7 @@ export class Baton {
       this.locks.stop();
     });
     await step('writes', () => this.queue.drain());
-    await step('runner', () => this.runner.close());
+    await step('processes', () => this.processes.close());
     await step('store', () => this.store.close());
   }
 
@@ -532,168 +473,9 @@ export class Baton {
     }));
   }
 
-  private transitionWrites(
-    job: JobActor,
-    entered: JobState[],
-    row: Omit<JobRow, 'version'>,
-  ): Batch {
+  private transitionWrites(job: JobActor, entered: JobState[], row: Omit<JobRow, 'version'>) {
     if (!entered.includes('failed')) return {};
-    const context = job.context;
-    const what = row.command ? `\`${row.command}\`` : (row.name ?? 'external job');
-    const error = context.lastError
-      ? `${context.lastError.code}: ${context.lastError.message}`
-      : 'unknown error';
-    const message: MessageRow = {
-      id: this.ids.message(),
-      sessionId: job.sessionId,
-      owner: job.owner,
-      role: 'system',
-      content:
-        `Background job ${job.id} (${what}) ${describeOutcome(triggerFacts(row))}, but the agent ` +
-        `could not continue after ${context.attempts} attempts (${error}). ` +
-        `Retry it with POST /v1/jobs/${job.id}/retry.`,
-      metadata: {
-        bgJobId: job.id,
-        kind: 'followUpFailed',
-        attempts: context.attempts,
-        error: context.lastError,
-      },
-      createdAt: iso(this.clock.now()),
-    };
-    return {
-      messages: [message],
-      events: [
-        this.event(job.owner, 'message.created', { message: messageView(message) }, job.sessionId, {
-          jobId: job.id,
-        }),
-      ],
-    };
-  }
-
-  private provideJobMachine(now: () => number, random: () => number): JobMachine {
-    const job = (jobId: string) => this.jobs.get(jobId);
-    const later = (jobId: string, effect: (j: JobActor) => void) => {
-      const j = job(jobId);
-      j?.enqueue(() => effect(j));
-    };
-    return createJobMachine({ now, random }).provide({
-      actions: {
-        startProcess: ({ context }) => later(context.jobId, (j) => void this.startProcess(j)),
-        killProcess: ({ context }) =>
-          later(context.jobId, (j) => {
-            this.running.free(j.id);
-            void this.runner.cancel(j.id).catch(() => undefined);
-            this.pump();
-          }),
-        requestLock: ({ context }) => later(context.jobId, (j) => this.requestLock(j)),
-        withdrawLock: ({ context }) =>
-          later(context.jobId, (j) => this.locks.release(j.sessionId, j.id, 'aborted')),
-        releaseLock: ({ context }) =>
-          later(context.jobId, (j) => this.locks.release(j.sessionId, j.id, 'done')),
-        scheduleRetry: ({ context }) => later(context.jobId, (j) => this.scheduleRetry(j)),
-        clearRetry: ({ context }) =>
-          later(context.jobId, (j) => {
-            const timer = this.retryTimers.get(j.id);
-            if (timer !== undefined) this.clock.clearTimeout(timer);
-            this.retryTimers.delete(j.id);
-          }),
-      },
-      actors: {
-        followUp: fromPromise(async ({ input, signal }) => {
-          const j = job(input.jobId);
-          if (!j) throw new Error(`job ${input.jobId} is not loaded`);
-          try {
-            return await runFollowUp(this.followUpDeps, j, signal);
-          } catch (error) {
-            if (error instanceof SessionGoneError) {
-              queueMicrotask(() => j.send({ type: 'SESSION_DELETED' }));
-            }
-            throw error;
-          }
-        }),
-      },
-    });
-  }
-
-  private requestLock(job: JobActor): void {
-    this.locks.acquire(job.sessionId, 'followUp', job.id, {
-      granted: () => {
-        if (job.state === 'awaitingIdleSession' && !job.finalCommitted) {
-          job.send({ type: 'LOCK_GRANTED' });
-        } else {
-          this.locks.release(job.sessionId, job.id, 'aborted');
-        }
-      },
-      revoked: (reason: ReleaseReason) =>
-        job.send({ type: 'INTERRUPTED', reason: `the session lock was taken back (${reason})` }),
-      gone: () => job.send({ type: 'SESSION_DELETED' }),
-    });
-  }
-
-  private scheduleRetry(job: JobActor): void {
-    const at = job.context.nextRetryAt ?? this.clock.now();
-    const previous = this.retryTimers.get(job.id);
-    if (previous !== undefined) this.clock.clearTimeout(previous);
-    const timer = this.clock.setTimeout(() => {
-      this.retryTimers.delete(job.id);
-      job.send({ type: 'RETRY_DUE' });
-    }, at - this.clock.now());
-    this.retryTimers.set(job.id, timer);
-  }
-
-  private async startProcess(job: JobActor): Promise<void> {
-    const row = job.row;
-    if (row.external || row.command === null) return;
-    this.running.take(job.id, job.owner, job.sessionId);
-    try {
-      const handle = await this.runner.start({
-        jobId: job.id,
-        command: row.command,
-        cwd: row.cwd ?? this.workDir,
-        timeoutS: row.timeoutS ?? this.policy.defaultJobTimeoutS,
-        dir: this.jobDir(job.id),
-      });
-      job.extras.process = {
-        pid: handle.pid,
-        startTime: handle.startTime,
-        dir: handle.dir,
-        startedAt: iso(handle.startedAt),
-      };
-      if (job.state === 'running') await job.touch();
-    } catch (error) {
-      this.running.free(job.id);
-      job.extras.output = `could not start the process: ${error instanceof Error ? error.message : String(error)}`;
-      job.send({ type: 'FINISHED', outcome: 'failed', exitCode: null, at: this.clock.now() });
-      this.pump();
-    }
-  }
-
-  private onProcessExit(jobId: string, exit: ProcessExit): void {
-    this.running.free(jobId);
-    const job = this.jobs.get(jobId);
-    if (job && job.state === 'running') {
-      job.extras.output = exit.output;
-      job.send({
-        type: 'FINISHED',
-        outcome: exit.outcome,
-        exitCode: exit.exitCode,
-        at: exit.finishedAt,
-      });
-    }
-    this.pump();
-  }
-
-  /** Starts queued jobs, oldest first, while the limits allow. */
-  private pump(): void {
-    if (this.closing) return;
-    const queued = [...this.jobs.values()]
-      .filter((j) => j.context.held && j.state === 'running')
-      .sort((a, b) => a.row.createdAt.localeCompare(b.row.createdAt));
-    for (const job of queued) {
-      if (this.running.blocker(job.owner, job.sessionId) !== null) continue;
-      this.running.take(job.id, job.owner, job.sessionId);
-      job.send({ type: 'START' });
-    }
+    return failureNotice(job, row, this.ids.message(), iso(this.clock.now()));
   }
 
   private tools(owner: string, sessionId: string): AgentTools {
@@ -706,10 +488,6 @@ export class Baton {
     };
   }
 
-  private jobDir(jobId: string): string {
-    return join(this.options.dataDir, 'jobs', jobId);
-  }
-
   private register(job: JobActor): JobActor {
     this.jobs.set(job.id, job);
     this.owners.set(job.sessionId, job.owner);
@@ -718,9 +496,7 @@ export class Baton {
 
   private unregister(job: JobActor): void {
     this.jobs.delete(job.id);
-    const timer = this.retryTimers.get(job.id);
-    if (timer !== undefined) this.clock.clearTimeout(timer);
-    this.retryTimers.delete(job.id);
+    this.effects.clearRetry(job.id);
   }
 
   private async rehydrate(row: JobRow): Promise<JobActor> {
@@ -738,53 +514,7 @@ export class Baton {
       return;
     }
     this.owners.set(session.id, session.owner);
-    switch (job.state) {
-      case 'running':
-        return this.readopt(job);
-      case 'awaitingIdleSession':
-        return this.requestLock(job);
-      case 'continuing':
-        return job.send({
-          type: 'INTERRUPTED',
-          reason: 'the service restarted during the follow-up',
-        });
-      case 'retrying':
-        return this.scheduleRetry(job);
-      default:
-        return;
-    }
-  }
-
-  private async readopt(job: JobActor): Promise<void> {
-    const row = job.row;
-    if (row.external || job.context.held) return;
-    const info = row.process;
-    if (!info || row.command === null) {
-      job.extras.output = 'the service stopped before the process was started';
-      job.send({ type: 'FINISHED', outcome: 'lost', exitCode: null, at: this.clock.now() });
-      return;
-    }
-    const startedAt = Date.parse(info.startedAt);
-    const spec = {
-      jobId: job.id,
-      command: row.command,
-      cwd: row.cwd ?? this.workDir,
-      timeoutS: row.timeoutS ?? this.policy.defaultJobTimeoutS,
-      dir: info.dir,
-      startedAt,
-    };
-    const result = await this.runner.adopt(spec, { ...info, startedAt });
-    if (result === 'watching') {
-      this.running.take(job.id, job.owner, job.sessionId);
-      return;
-    }
-    job.extras.output = result.output;
-    job.send({
-      type: 'FINISHED',
-      outcome: result.outcome,
-      exitCode: result.exitCode,
-      at: result.finishedAt,
-    });
+    await this.effects.resume(job);
   }
 }
 
@@ -796,12 +526,4 @@ function isEmpty(batch: Batch): boolean {
     !batch.jobs?.length &&
     !batch.events?.length
   );
-}
-
-function triggerFacts(row: Omit<JobRow, 'version'>) {
-  return {
-    outcome: (row.outcome ?? 'lost') as 'succeeded' | 'failed' | 'timedOut' | 'lost' | 'cancelled',
-    exitCode: row.exitCode,
-    timeoutS: row.timeoutS,
-  };
 }

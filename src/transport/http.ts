@@ -5,8 +5,7 @@
  */
 
 import { readFileSync } from 'node:fs';
-import Fastify, { type FastifyInstance } from 'fastify';
-import type { Logger } from 'pino';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Baton } from '../runtime/system.js';
 import type { TokenAuth } from './auth.js';
 import { TransportError, toErrorReply, type ApiErrorCode } from './errors.js';
@@ -31,8 +30,8 @@ export const DEFAULT_BODY_LIMIT = 1024 * 1024;
 export interface AppDeps {
   baton: Baton;
   auth: TokenAuth;
-  /** A pino logger, or false for none. @defaultValue false */
-  logger?: Logger | false;
+  /** A pino logger (any pino `Logger` fits), or false for none. @defaultValue false */
+  logger?: FastifyBaseLogger | false;
   /** Serves `GET /v1/machines`; without it that route is 404. */
   machines?: () => unknown;
   /** Directory of the dashboard, served at `/`. */
@@ -70,8 +69,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const app: FastifyInstance = Fastify({
     ...(deps.logger ? { loggerInstance: deps.logger } : { logger: false }),
     bodyLimit: deps.bodyLimit ?? DEFAULT_BODY_LIMIT,
-    // Each request is logged once, by the hook below, at debug level.
-    disableRequestLogging: true,
+    // Each request is logged once, by the onResponse hook below, at debug level.
+    logController: new LogController({ disableRequestLogging: true }),
     // Fastify's own 503 body is not our error shape; the hook below answers instead.
     return503OnClosing: false,
   });

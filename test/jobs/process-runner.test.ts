@@ -161,6 +161,16 @@ describe('ProcessRunner', () => {
     await waitFor(() => liveGroupMembers(handle.pid).length === 0, 1000, 'the group to die');
   });
 
+  it('cancels a job whose start is still under way', async () => {
+    const rec = new ExitRecorder();
+    const runner = makeRunner(rec);
+    const starting = runner.start(await spec('early', 'sleep 100'));
+    const cancelling = runner.cancel('early');
+    groups.push((await starting).pid);
+    await cancelling;
+    expect(rec.calls.map((c) => [c.jobId, c.exit.outcome])).toEqual([['early', 'cancelled']]);
+  });
+
   it('ignores a cancel of a job that is not running', async () => {
     const rec = new ExitRecorder();
     const runner = makeRunner(rec);

@@ -92,8 +92,11 @@ function descendants(node: AnyStateNode): AnyStateNode[] {
   return Object.values(node.states).flatMap((child) => [child, ...descendants(child)]);
 }
 
+/** `transitions` already holds the `after` and invoke `onDone`/`onError` ones; the set keeps each once. */
 function ownTransitions(node: AnyStateNode): AnyTransitionDefinition[] {
-  return [...[...node.transitions.values()].flat(), ...(node.always ?? [])];
+  return [
+    ...new Set([...[...node.transitions.values()].flat(), ...node.after, ...(node.always ?? [])]),
+  ];
 }
 
 /** Atomic states a transition defined on `node` can be taken from; a final state takes none. */

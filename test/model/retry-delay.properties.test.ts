@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { retryDelayMs } from '../../src/machines/retry-delay.js';
+import { MAX_FLOOR_MS, retryDelayMs } from '../../src/machines/retry-delay.js';
 
 // Whole milliseconds, as the CLI and the job context hold them.
 const attempt = fc.integer({ min: 1, max: 80 });
@@ -26,10 +26,13 @@ describe('retryDelayMs (properties)', () => {
     );
   });
 
-  it('never exceeds the cap, even when the server asks for longer', () => {
+  it('never exceeds the cap unless the server asked for longer, and then at most an hour', () => {
     fc.assert(
       fc.property(attempt, baseMs, maxMs, anyRandom, floorMs, (n, base, max, r, floor) => {
-        expect(retryDelayMs(n, base, max, r, floor)).toBeLessThanOrEqual(max);
+        expect(retryDelayMs(n, base, max, r)).toBeLessThanOrEqual(max);
+        expect(retryDelayMs(n, base, max, r, floor)).toBeLessThanOrEqual(
+          Math.max(max, Math.min(floor, MAX_FLOOR_MS)),
+        );
       }),
     );
   });
@@ -44,11 +47,11 @@ describe('retryDelayMs (properties)', () => {
     );
   });
 
-  it('waits at least as long as the server asked, up to the cap', () => {
+  it('waits at least as long as the server asked, up to an hour', () => {
     fc.assert(
       fc.property(attempt, baseMs, maxMs, random, floorMs, (n, base, max, r, floor) => {
         const delay = retryDelayMs(n, base, max, r, floor);
-        expect(delay).toBeGreaterThanOrEqual(Math.min(floor, max));
+        expect(delay).toBeGreaterThanOrEqual(Math.min(floor, MAX_FLOOR_MS));
         expect(delay).toBeGreaterThanOrEqual(retryDelayMs(n, base, max, r));
       }),
     );

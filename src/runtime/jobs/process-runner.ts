@@ -144,8 +144,12 @@ export class ProcessRunner {
   private readonly sweepIntervalMs: number;
   private readonly logger: { warn(obj: object, msg?: string): void } | undefined;
   private readonly watches = new Map<string, Watch>();
-  /** Job ids between the start of `start()`/`adopt()` and their watch being registered. */
-  private readonly pending = new Set<string>();
+  /**
+   * Jobs inside `start()`/`adopt()`, before their watch is registered, with a
+   * promise that settles when the call ends: a cancel that arrives meanwhile
+   * waits for it instead of missing the job.
+   */
+  private readonly pending = new Map<string, Promise<void>>();
   /** SIGKILL timers for processes a finished job left behind in its group. */
   private readonly reapers = new Map<NodeJS.Timeout, { pid: number; startTime: string }>();
   private closing: Promise<void> | null = null;
@@ -166,7 +170,7 @@ export class ProcessRunner {
    * when it ends.
    */
   async start(spec: ProcessSpec): Promise<ProcessHandle> {
-    this.reserve(spec.jobId);
+    const release = this.reserve(spec.jobId);
     try {
       const dir = resolve(spec.dir);
       const cwd = resolve(spec.cwd);
@@ -216,7 +220,7 @@ export class ProcessRunner {
       await once(child, 'spawn');
       return { pid, startTime: w.startTime, dir, startedAt };
     } finally {
-      this.pending.delete(spec.jobId);
+      release();
     }
   }
 
@@ -227,7 +231,7 @@ export class ProcessRunner {
    */
   async adopt(spec: ProcessSpec, handle: ProcessHandle): Promise<'watching' | ProcessExit> {
     if (this.watches.has(spec.jobId)) return 'watching';
-    this.reserve(spec.jobId);
+    const release = this.reserve(spec.jobId);
     try {
       const dir = resolve(handle.dir);
       const startedAt = spec.startedAt ?? handle.startedAt;
@@ -290,7 +294,7 @@ export class ProcessRunner {
       }
       return 'watching';
     } finally {
-      this.pending.delete(spec.jobId);
+      release();
     }
   }
 
@@ -298,9 +302,11 @@ export class ProcessRunner {
    * Kills the job's whole process group (SIGTERM, then SIGKILL after the
    * grace) and resolves once `onExit` has been called with `'cancelled'`. A job
    * that is already ending, or being killed for its deadline, keeps that
-   * outcome. Unknown ids are ignored.
+   * outcome. A cancel during `start()` waits for the process and then kills
+   * it. Unknown ids are ignored.
    */
   async cancel(jobId: string): Promise<void> {
+    await this.pending.get(jobId);
     const w = this.watches.get(jobId);
     if (w === undefined) return;
     await this.beginKill(w, 'cancelled');
@@ -371,12 +377,18 @@ export class ProcessRunner {
     }
   }
 
-  private reserve(jobId: string): void {
+  /** Claims a job id for a `start()` or `adopt()` call; returns the release. */
+  private reserve(jobId: string): () => void {
     this.assertOpen();
     if (this.watches.has(jobId) || this.pending.has(jobId)) {
       throw new Error(`job ${jobId} is already being watched`);
     }
-    this.pending.add(jobId);
+    let release = (): void => {};
+    this.pending.set(jobId, new Promise<void>((res) => (release = res)));
+    return () => {
+      this.pending.delete(jobId);
+      release();
+    };
   }
 
   private assertOpen(): void {
@@ -442,8 +454,9 @@ export class ProcessRunner {
     if (w.killCheck !== null) clearTimeout(w.killCheck);
     w.killCheck = null;
     if (w.done) return;
-    if (jobGroupMembers(w.pid, w.startTime).length > 0)
+    if (jobGroupMembers(w.pid, w.startTime).length > 0) {
       this.signalGroup(w.pid, w.startTime, 'SIGKILL');
+    }
     // A child of ours reports its exit once the KILL lands; an adopted wrapper
     // cannot survive SIGKILL, so it is gone now.
     if (w.child === null) void this.finish(w);

@@ -345,6 +345,7 @@ export class SqliteStore implements Store {
       db.pragma('foreign_keys = ON');
       migrateSqlite(db);
       const statements = prepareStatements(db);
+      const open = db;
       // Called inside the group transaction below, each batch becomes a
       // savepoint: a batch that fails rolls back alone, the others still commit.
       const one = db.transaction((batch: Batch) => this.writeBatch(statements, batch));
@@ -355,7 +356,7 @@ export class SqliteStore implements Store {
           } catch (error) {
             // A full disk or an I/O error can roll back the whole transaction
             // (SQLite does so on its own): then every batch of the group fails.
-            if (!db.inTransaction || (isSqliteError(error) && UNAVAILABLE_CODE.test(error.code))) {
+            if (!open.inTransaction || (isSqliteError(error) && UNAVAILABLE_CODE.test(error.code))) {
               throw error;
             }
             return { ok: false, error };

@@ -1,0 +1,158 @@
+/**
+ * The options of `baton serve` (SPEC §4): each a flag and an environment
+ * variable, parsed and checked before anything starts.
+ */
+
+import { InvalidArgumentError, Option } from 'commander';
+import type { AgentKind } from './runtime/agents/create-agent.js';
+
+/** `baton serve`'s options once parsed. */
+export interface ServeOptions {
+  port: number;
+  host: string;
+  data: string;
+  store: 'sqlite' | 'postgres';
+  databaseUrl?: string | undefined;
+  agent?: AgentKind | undefined;
+  agentUrl?: string | undefined;
+  agentModel?: string | undefined;
+  agentKey?: string | undefined;
+  token?: string | undefined;
+  /** `--inspect` alone: the default inspector address; `--inspect URL`: that one. */
+  inspect?: boolean | string | undefined;
+  pretty?: boolean | undefined;
+  maxAttempts: number;
+  retryBaseMs: number;
+  retryMaxMs: number;
+  agentTimeoutS: number;
+  jobTimeoutS: number;
+  maxRunningJobs: number;
+  maxJobsPerOwner: number;
+  maxJobsPerSession: number;
+  heartbeatS: number;
+}
+
+/** Parses a whole number within bounds, for commander (flags and env values alike). */
+export function wholeNumber(name: string, min: number, max: number) {
+  return (value: string): number => {
+    const text = value.trim();
+    if (!/^\d+$/.test(text)) {
+      throw new InvalidArgumentError(`${name} must be a whole number, got "${value}"`);
+    }
+    const n = Number(text);
+    if (!Number.isSafeInteger(n) || n < min || n > max) {
+      throw new InvalidArgumentError(`${name} must be between ${min} and ${max}, got ${value}`);
+    }
+    return n;
+  };
+}
+
+function nonEmpty(name: string) {
+  return (value: string): string => {
+    if (value.trim() === '') throw new InvalidArgumentError(`${name} must not be empty`);
+    return value.trim();
+  };
+}
+
+function url(name: string) {
+  return (value: string): string => {
+    try {
+      const parsed = new URL(value.trim());
+      if (!/^(https?|wss?|postgres(ql)?):$/.test(parsed.protocol)) throw new Error('protocol');
+      return value.trim();
+    } catch {
+      throw new InvalidArgumentError(`${name} must be an http(s) URL, got "${value}"`);
+    }
+  };
+}
+
+const MAX_MS = 2 ** 31 - 1;
+
+/** Every option of `baton serve`, with its environment variable and default. */
+export function serveOptions(): Option[] {
+  return [
+    new Option('--port <n>', 'port to listen on (0: any free port)')
+      .env('BATON_PORT')
+      .default(8787)
+      .argParser(wholeNumber('--port', 0, 65535)),
+    new Option('--host <host>', 'address to listen on')
+      .env('BATON_HOST')
+      .default('127.0.0.1')
+      .argParser(nonEmpty('--host')),
+    new Option('--data <dir>', 'data directory (SQLite file, job files, generated token)')
+      .env('BATON_DATA_DIR')
+      .default('./.baton')
+      .argParser(nonEmpty('--data')),
+    new Option('--store <kind>', 'where state is kept')
+      .env('BATON_STORE')
+      .choices(['sqlite', 'postgres'])
+      .default('sqlite'),
+    new Option('--database-url <url>', 'PostgreSQL URL for --store postgres')
+      .env('BATON_DATABASE_URL')
+      .argParser(url('--database-url')),
+    new Option('--agent <kind>', 'agent kind (default: openai with --agent-url, else offline)')
+      .env('BATON_AGENT')
+      .choices(['openai', 'sse', 'offline']),
+    new Option('--agent-url <url>', 'OpenAI-compatible base URL, or the SSE endpoint')
+      .env('BATON_AGENT_URL')
+      .argParser(url('--agent-url')),
+    new Option('--agent-model <name>', 'model name').env('BATON_AGENT_MODEL').argParser(nonEmpty('--agent-model')),
+    new Option('--agent-key <key>', 'API key (openai falls back to OPENAI_API_KEY)')
+      .env('BATON_AGENT_KEY')
+      .argParser(nonEmpty('--agent-key')),
+    new Option('--token <token>', 'token of owner "default" (BATON_TOKENS="alice:tokA,bob:tokB" sets several)')
+      .env('BATON_TOKEN')
+      .argParser(nonEmpty('--token')),
+    new Option('--inspect [url]', 'connect every actor to the Stately inspector (default ws://localhost:8080)').env(
+      'BATON_INSPECT',
+    ),
+    new Option('--pretty', 'human-readable logs instead of JSON lines').env('BATON_PRETTY'),
+    new Option('--max-attempts <n>', 'agent attempts per follow-up before it fails')
+      .env('BATON_MAX_ATTEMPTS')
+      .default(5)
+      .argParser(wholeNumber('--max-attempts', 1, 100)),
+    new Option('--retry-base-ms <ms>', 'first retry delay (grows exponentially, with jitter)')
+      .env('BATON_RETRY_BASE_MS')
+      .default(2000)
+      .argParser(wholeNumber('--retry-base-ms', 1, MAX_MS)),
+    new Option('--retry-max-ms <ms>', 'longest retry delay')
+      .env('BATON_RETRY_MAX_MS')
+      .default(300_000)
+      .argParser(wholeNumber('--retry-max-ms', 1, MAX_MS)),
+    new Option('--agent-timeout-s <s>', "one agent attempt's deadline")
+      .env('BATON_AGENT_TIMEOUT_S')
+      .default(600)
+      .argParser(wholeNumber('--agent-timeout-s', 1, 86_400)),
+    new Option('--job-timeout-s <s>', 'timeout of a job that names none')
+      .env('BATON_JOB_TIMEOUT_S')
+      .default(3600)
+      .argParser(wholeNumber('--job-timeout-s', 1, 7 * 86_400)),
+    new Option('--max-running-jobs <n>', 'job processes running at once on this server (more wait)')
+      .env('BATON_MAX_RUNNING_JOBS')
+      .default(32)
+      .argParser(wholeNumber('--max-running-jobs', 1, 10_000)),
+    new Option('--max-jobs-per-owner <n>', 'job processes running at once per owner')
+      .env('BATON_MAX_JOBS_PER_OWNER')
+      .default(16)
+      .argParser(wholeNumber('--max-jobs-per-owner', 1, 10_000)),
+    new Option('--max-jobs-per-session <n>', 'job processes running at once per session')
+      .env('BATON_MAX_JOBS_PER_SESSION')
+      .default(8)
+      .argParser(wholeNumber('--max-jobs-per-session', 1, 10_000)),
+    new Option('--heartbeat-s <s>', 'WebSocket ping interval; clients that miss a pong are dropped')
+      .env('BATON_HEARTBEAT_S')
+      .default(30)
+      .argParser(wholeNumber('--heartbeat-s', 1, 3600)),
+  ];
+}
+
+/** Checks between options that commander cannot express; returns the problem or null. */
+export function crossCheck(options: ServeOptions): string | null {
+  if (options.retryMaxMs < options.retryBaseMs) {
+    return `--retry-max-ms (${options.retryMaxMs}) must be at least --retry-base-ms (${options.retryBaseMs})`;
+  }
+  if ((options.agent === 'openai' || options.agent === 'sse') && !options.agentUrl) {
+    return `--agent ${options.agent} needs --agent-url (BATON_AGENT_URL)`;
+  }
+  return null;
+}

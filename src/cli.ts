@@ -1,0 +1,273 @@
+/**
+ * The `baton` command. `baton serve` builds the runtime and the app and is
+ * the only place that listens. `main(argv)` is what `bin/baton.js` runs.
+ */
+
+import { existsSync, realpathSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
+import type { AddressInfo } from 'node:net';
+import { join, resolve } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { Command, CommanderError } from 'commander';
+import type { FastifyInstance } from 'fastify';
+import { pino, type Logger } from 'pino';
+import pretty from 'pino-pretty';
+import { crossCheck, serveOptions, type ServeOptions } from './cli-options.js';
+import { machineDefinitions } from './machines/definitions.js';
+import { createAgent } from './runtime/agents/create-agent.js';
+import { SqliteStore } from './runtime/store/sqlite.js';
+import { Baton } from './runtime/system.js';
+import { loadAuth, TokenConfigError } from './transport/auth.js';
+import { buildApp, VERSION } from './transport/http.js';
+import { createInspection, DEFAULT_INSPECTOR_URL } from './transport/inspect.js';
+
+/** A problem with the options or the environment: said in one line, exit code 2. */
+export class UsageError extends Error {
+  override readonly name = 'UsageError';
+}
+
+/** A started service. */
+export interface RunningServer {
+  /** `http://host:port`, with the real port even after `--port 0`. */
+  url: string;
+  port: number;
+  app: FastifyInstance;
+  baton: Baton;
+  /** Stops listening, closes WebSockets, then the runtime. Safe to call twice. */
+  close(): Promise<void>;
+}
+
+/** Creates the logger: pino JSON lines on stdout, or pino-pretty with `--pretty`. */
+export function createLogger(prettyOutput: boolean): Logger {
+  const level = process.env['BATON_LOG_LEVEL'] ?? 'info';
+  return prettyOutput
+    ? pino({ level }, pretty({ sync: true, colorize: process.stdout.isTTY === true }))
+    : pino({ level });
+}
+
+/** The dashboard's directory, next to `src/` and `dist/`, when it is there. */
+function publicDir(): string | undefined {
+  const dir = fileURLToPath(new URL('../public/', import.meta.url));
+  return existsSync(join(dir, 'index.html')) ? dir : undefined;
+}
+
+function displayHost(host: string): string {
+  if (host === '0.0.0.0' || host === '::') return 'localhost';
+  return host.includes(':') ? `[${host}]` : host;
+}
+
+/**
+ * Starts the service: data dir, SQLite store, tokens, agent, runtime
+ * (recovering unfinished jobs), app; then listens and logs one
+ * `baton listening` line with the address, the token, the dashboard and the agent.
+ */
+export async function serve(options: ServeOptions, logger: Logger): Promise<RunningServer> {
+  if (options.store === 'postgres') {
+    throw new UsageError(
+      '--store postgres is not available in this build yet; use --store sqlite (the default)',
+    );
+  }
+  const problem = crossCheck(options);
+  if (problem) throw new UsageError(problem);
+
+  const dataDir = resolve(options.data);
+  await mkdir(dataDir, { recursive: true });
+  let auth;
+  try {
+    auth = await loadAuth({ tokens: process.env['BATON_TOKENS'], token: options.token, dataDir });
+  } catch (error) {
+    if (error instanceof TokenConfigError) throw new UsageError(error.message);
+    throw error;
+  }
+  let agent;
+  try {
+    agent = createAgent({
+      ...(options.agent ? { kind: options.agent } : {}),
+      ...(options.agentUrl ? { url: options.agentUrl } : {}),
+      ...(options.agentModel ? { model: options.agentModel } : {}),
+      ...(options.agentKey ? { apiKey: options.agentKey } : {}),
+    });
+  } catch (error) {
+    throw new UsageError(error instanceof Error ? error.message : String(error));
+  }
+  const fellBack = !options.agent && !options.agentUrl;
+
+  const inspectUrl =
+    typeof options.inspect === 'string' && options.inspect !== '' ? options.inspect : DEFAULT_INSPECTOR_URL;
+  const inspection = createInspection({
+    enabled: options.inspect !== undefined && options.inspect !== false,
+    url: inspectUrl,
+    logger,
+  });
+
+  const store = new SqliteStore({ path: join(dataDir, 'baton.db') });
+  await store.init();
+  const baton = new Baton({
+    store,
+    agent,
+    dataDir,
+    logger: logger.child({ component: 'runtime' }),
+    inspect: inspection.inspect,
+    policy: {
+      maxAttempts: options.maxAttempts,
+      retryBaseMs: options.retryBaseMs,
+      retryMaxMs: options.retryMaxMs,
+      agentTimeoutS: options.agentTimeoutS,
+      defaultJobTimeoutS: options.jobTimeoutS,
+      limits: {
+        server: options.maxRunningJobs,
+        owner: options.maxJobsPerOwner,
+        session: options.maxJobsPerSession,
+      },
+    },
+  });
+  const { recovered } = await baton.recover();
+  if (recovered > 0) logger.info({ recovered }, 'recovered unfinished jobs');
+
+  const dashboardDir = publicDir();
+  const app = await buildApp({
+    baton,
+    auth: auth.auth,
+    logger,
+    machines: machineDefinitions,
+    ...(dashboardDir ? { publicDir: dashboardDir } : {}),
+    ...(inspection.inspect ? { inspectUrl } : {}),
+    feed: { heartbeatMs: options.heartbeatS * 1000 },
+  });
+  try {
+    await app.listen({ port: options.port, host: options.host });
+  } catch (error) {
+    await app.close().catch(() => undefined);
+    await baton.close();
+    inspection.close();
+    const code = (error as { code?: unknown }).code;
+    if (code === 'EADDRINUSE' || code === 'EACCES' || code === 'EADDRNOTAVAIL') {
+      throw new UsageError(`cannot listen on ${options.host}:${options.port}: ${String(code)}`);
+    }
+    throw error;
+  }
+
+  const port = (app.server.address() as AddressInfo).port;
+  const url = `http://${displayHost(options.host)}:${port}`;
+  const token = auth.defaultToken;
+  const dashboard = dashboardDir
+    ? `${url}/${token ? `?token=${encodeURIComponent(token)}` : ''}`
+    : null;
+  const agentNote = fellBack
+    ? 'offline agent (no --agent-url given): answers from job results, no model'
+    : `${agent.kind} agent, model ${agent.model}`;
+  logger.info(
+    {
+      url,
+      host: options.host,
+      port,
+      token,
+      tokenSource: auth.source,
+      owners: auth.auth.owners(),
+      dashboard,
+      agent: agent.kind,
+      agentModel: agent.model,
+      agentFallback: fellBack,
+      store: 'sqlite',
+      dataDir,
+      inspect: inspection.inspect ? inspectUrl : null,
+      version: VERSION,
+    },
+    `baton listening on ${url} (${agentNote})`,
+  );
+
+  let closing: Promise<void> | null = null;
+  const close = () =>
+    (closing ??= (async () => {
+      // Stop taking requests and close feeds first, so nothing new reaches a closing runtime.
+      await app.close().catch((error: unknown) => logger.error({ err: error }, 'closing the app failed'));
+      await baton.close();
+      inspection.close();
+    })());
+  return { url, port, app, baton, close };
+}
+
+/** Builds the `baton` program; `run` receives the parsed `serve` options. */
+export function program(run: (options: ServeOptions) => Promise<void>): Command {
+  const cmd = new Command('baton')
+    .description('Makes an AI agent continue its work when a background job it started finishes.')
+    .version(VERSION)
+    .exitOverride()
+    .showHelpAfterError('(run baton serve --help for every option)');
+  const serveCmd = cmd
+    .command('serve')
+    .description('start the service (HTTP API, WebSocket feed, dashboard)')
+    .exitOverride()
+    .action(async (opts: ServeOptions) => run(opts));
+  for (const option of serveOptions()) serveCmd.addOption(option);
+  return cmd;
+}
+
+/**
+ * Runs the CLI. Bad options exit 2 with one clear line; `serve` keeps the
+ * process running until SIGINT/SIGTERM, then shuts down gracefully and exits
+ * 0 (a second signal exits at once).
+ */
+export async function main(argv: readonly string[] = process.argv.slice(2)): Promise<void> {
+  const cli = program(async (options) => {
+    const logger = createLogger(options.pretty === true);
+    let server: RunningServer;
+    try {
+      server = await serve(options, logger);
+    } catch (error) {
+      if (error instanceof UsageError) {
+        process.stderr.write(`baton: ${error.message}\n`);
+        process.exit(2);
+      }
+      logger.fatal({ err: error }, 'baton could not start');
+      process.exit(1);
+    }
+    let stopping = false;
+    const onSignal = (signal: NodeJS.Signals) => {
+      if (stopping) {
+        logger.warn({ signal }, 'second signal: exiting now');
+        process.exit(1);
+      }
+      stopping = true;
+      logger.info({ signal }, 'shutting down');
+      server.close().then(
+        () => {
+          logger.info('stopped');
+          process.exit(0);
+        },
+        (error: unknown) => {
+          logger.error({ err: error }, 'shutdown failed');
+          process.exit(1);
+        },
+      );
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+    // The runtime's background work is fire-and-forget; a stray rejection is
+    // logged, never allowed to take the service (and every running job's watch) down.
+    process.on('unhandledRejection', (reason) => logger.error({ err: reason }, 'unhandled rejection'));
+  });
+  try {
+    await cli.parseAsync([...argv], { from: 'user' });
+  } catch (error) {
+    if (error instanceof CommanderError) {
+      // Help and version are not errors; anything else commander refused is a usage error.
+      const ok = error.code === 'commander.helpDisplayed' || error.code === 'commander.version';
+      process.exit(ok || error.exitCode === 0 ? 0 : 2);
+    }
+    throw error;
+  }
+}
+
+const invokedAs = process.argv[1] ? safeRealpath(process.argv[1]) : null;
+if (invokedAs && import.meta.url === pathToFileURL(invokedAs).href) {
+  void main();
+}
+
+function safeRealpath(path: string): string | null {
+  try {
+    return realpathSync(path);
+  } catch {
+    return null;
+  }
+}

@@ -1,0 +1,162 @@
+import { join } from 'node:path';
+import { iso } from './clock.js';
+import type { JobActor } from './job-actor.js';
+import { RunningJobs, type JobLimits } from './job-limits.js';
+import { ProcessRunner, type ProcessExit } from './jobs/process-runner.js';
+import type { Logger } from './policy.js';
+
+export interface JobProcessesOptions {
+  dataDir: string;
+  workDir: string;
+  defaultTimeoutS: number;
+  killGraceMs: number;
+  limits: JobLimits;
+  now(): number;
+  logger: Logger;
+  /** The loaded jobs, to find the one a process belongs to and the queued ones. */
+  jobs(): Iterable<JobActor>;
+  job(id: string): JobActor | undefined;
+  /** True once shutdown began: queued jobs then stay queued. */
+  closing(): boolean;
+}
+
+/**
+ * Job processes as the runtime sees them: started when a job enters
+ * `running.active`, their exits turned into `FINISHED` events, the limits on
+ * running jobs kept (a job over a limit waits in `running.queued`), and
+ * re-adoption after a restart.
+ */
+export class JobProcesses {
+  private readonly running: RunningJobs;
+  private readonly runner: ProcessRunner;
+
+  constructor(private readonly options: JobProcessesOptions) {
+    this.running = new RunningJobs(options.limits);
+    this.runner = new ProcessRunner({
+      onExit: (jobId, exit) => this.onExit(jobId, exit),
+      now: options.now,
+      killGraceMs: options.killGraceMs,
+      logger: options.logger,
+    });
+  }
+
+  /** Why a new job of this owner and session would wait, or null when it may start now. */
+  blocker(owner: string, sessionId: string): string | null {
+    return this.running.blocker(owner, sessionId);
+  }
+
+  /** Holds a slot for a job about to start, so a burst of jobs cannot all pass the check. */
+  reserve(job: { id: string; owner: string; sessionId: string }): void {
+    this.running.take(job.id, job.owner, job.sessionId);
+  }
+
+  release(jobId: string): void {
+    this.running.free(jobId);
+  }
+
+  get size(): number {
+    return this.running.size;
+  }
+
+  async start(job: JobActor): Promise<void> {
+    const row = job.row;
+    if (row.external || row.command === null) return;
+    this.reserve(job);
+    try {
+      const handle = await this.runner.start({
+        jobId: job.id,
+        command: row.command,
+        cwd: row.cwd ?? this.options.workDir,
+        timeoutS: row.timeoutS ?? this.options.defaultTimeoutS,
+        dir: join(this.options.dataDir, 'jobs', job.id),
+      });
+      job.extras.process = {
+        pid: handle.pid,
+        startTime: handle.startTime,
+        dir: handle.dir,
+        startedAt: iso(handle.startedAt),
+      };
+      if (job.state === 'running') await job.touch();
+    } catch (error) {
+      this.running.free(job.id);
+      const reason = error instanceof Error ? error.message : String(error);
+      job.extras.output = `could not start the process: ${reason}`;
+      job.send({ type: 'FINISHED', outcome: 'failed', exitCode: null, at: this.options.now() });
+      this.pump();
+    }
+  }
+
+  /** Kills the job's whole process group; its exit is then ignored (the job is cancelled). */
+  cancel(job: JobActor): void {
+    this.running.free(job.id);
+    this.runner.cancel(job.id).catch((error: unknown) => {
+      this.options.logger.warn({ err: error, jobId: job.id }, 'could not kill the job');
+    });
+    this.pump();
+  }
+
+  /** Starts queued jobs, oldest first, while the limits allow. */
+  pump(): void {
+    if (this.options.closing()) return;
+    const queued = [...this.options.jobs()]
+      .filter((j) => j.context.held && j.state === 'running')
+      .sort((a, b) => a.row.createdAt.localeCompare(b.row.createdAt));
+    for (const job of queued) {
+      if (this.running.blocker(job.owner, job.sessionId) !== null) continue;
+      this.reserve(job);
+      job.send({ type: 'START' });
+    }
+  }
+
+  /**
+   * After a restart: a job whose process still runs (same pid and start
+   * time) is watched again; one that finished meanwhile, or vanished, ends.
+   */
+  async readopt(job: JobActor): Promise<void> {
+    const row = job.row;
+    if (row.external || job.context.held) return;
+    const info = row.process;
+    if (!info || row.command === null) {
+      job.extras.output = 'the service stopped before the process was started';
+      job.send({ type: 'FINISHED', outcome: 'lost', exitCode: null, at: this.options.now() });
+      return;
+    }
+    const startedAt = Date.parse(info.startedAt);
+    const spec = {
+      jobId: job.id,
+      command: row.command,
+      cwd: row.cwd ?? this.options.workDir,
+      timeoutS: row.timeoutS ?? this.options.defaultTimeoutS,
+      dir: info.dir,
+      startedAt,
+    };
+    const result = await this.runner.adopt(spec, { ...info, startedAt });
+    if (result === 'watching') {
+      this.reserve(job);
+      return;
+    }
+    this.finish(job, result);
+  }
+
+  /** Stops watching; the processes keep running so that a restart can adopt them. */
+  close(): Promise<void> {
+    return this.runner.close();
+  }
+
+  private onExit(jobId: string, exit: ProcessExit): void {
+    this.running.free(jobId);
+    const job = this.options.job(jobId);
+    if (job && job.state === 'running') this.finish(job, exit);
+    this.pump();
+  }
+
+  private finish(job: JobActor, exit: ProcessExit): void {
+    job.extras.output = exit.output;
+    job.send({
+      type: 'FINISHED',
+      outcome: exit.outcome,
+      exitCode: exit.exitCode,
+      at: exit.finishedAt,
+    });
+  }
+}
