@@ -31,8 +31,9 @@ export interface SessionLocksOptions {
   clock: Clock;
   leaseMs: number;
   /**
-   * Stores a `session.lock` event for the session's new lock view. Effects
-   * (telling a requester it holds the lock) run only once this resolves.
+   * Stores a `session.lock` event for the session's new lock view. It must
+   * queue the write synchronously (before returning) so that writes caused by
+   * the lock's effects are stored after it.
    */
   persist: (sessionId: string, view: LockView) => Promise<void>;
   inspect?: ((event: InspectionEvent) => void) | undefined;
@@ -189,16 +190,13 @@ export class SessionLocks {
       }
     };
     // A deleted session keeps its (stopped) entry so that later requests hear "gone" at once.
-    if (!changed) {
-      run();
-      return;
+    if (changed) {
+      // Stored through the session's write queue, ahead of any write that the
+      // effects below cause (the job's move to `continuing`), so the feed
+      // shows the lock change first. The lock itself lives in memory only: a
+      // restart drops every holder, so its effects need not wait for the write.
+      this.options.persist(sessionId, view).catch((error: unknown) => this.options.onError?.(error));
     }
-    // Write-ahead: the new holder learns of its grant only after the lock event is stored.
-    this.options.persist(sessionId, view).then(run, (error: unknown) => {
-      // The lock lives in memory only; holding back the grant because its feed
-      // event could not be stored would stall the session for nothing.
-      this.options.onError?.(error);
-      run();
-    });
+    run();
   }
 }

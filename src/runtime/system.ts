@@ -448,11 +448,20 @@ export class Baton {
   }
 
   /** Runs a commit in the session's write queue, then fans its events out. */
-  private commit(sessionId: string, build: () => Batch | null): Promise<void> {
-    return this.queue.run(sessionId, async () => {
-      const batch = build();
-      if (!batch) return;
-      const result = await this.store.commit(batch);
+  private commit(
+    sessionId: string,
+    build: () => Batch | null | Promise<Batch | null>,
+  ): Promise<void> {
+    const handed = this.queue.run(sessionId, async () => {
+      const batch = await build();
+      // Handed over without waiting for the session's previous batch to be
+      // durable: the store applies batches in the order it receives them, so
+      // the session's writes stay in order and can share one fsync.
+      return batch ? { durable: this.store.commit(batch) } : null;
+    });
+    return handed.then(async (handle) => {
+      if (!handle) return;
+      const result = await handle.durable;
       this.feed.publish(result.events);
     });
   }
@@ -465,12 +474,12 @@ export class Baton {
     });
   }
 
-  private async persistLock(sessionId: string, view: LockView): Promise<void> {
-    const owner = this.owners.get(sessionId) ?? (await this.store.getSession(sessionId))?.owner;
-    if (!owner) return;
-    await this.commit(sessionId, () => ({
-      events: [this.event(owner, 'session.lock', { ...view }, sessionId)],
-    }));
+  /** Queues the lock event at once (its place in the session's writes is what matters). */
+  private persistLock(sessionId: string, view: LockView): Promise<void> {
+    return this.commit(sessionId, async () => {
+      const owner = this.owners.get(sessionId) ?? (await this.store.getSession(sessionId))?.owner;
+      return owner ? { events: [this.event(owner, 'session.lock', { ...view }, sessionId)] } : null;
+    });
   }
 
   private transitionWrites(job: JobActor, entered: JobState[], row: Omit<JobRow, 'version'>) {

@@ -106,12 +106,16 @@ const FASTIFY_CODES: Readonly<Record<string, ApiErrorCode>> = {
   FST_ERR_CTP_INVALID_CONTENT_LENGTH: 'invalid_request',
   FST_ERR_CTP_INVALID_TYPE: 'unsupported_media_type',
   FST_ERR_NOT_FOUND: 'not_found',
+  FST_ERR_BAD_URL: 'invalid_request',
+  // An id longer than any id the service makes cannot name anything.
+  FST_ERR_MAX_PARAM_LENGTH: 'not_found',
 };
 
 const FASTIFY_MESSAGES: Readonly<Partial<Record<ApiErrorCode, string>>> = {
   payload_too_large: 'the request body is too large',
   invalid_json: 'the request body is not valid JSON',
   unsupported_media_type: 'send the body as application/json',
+  not_found: 'not found',
 };
 
 /** True when `code` is one of the codes of {@link ERROR_TABLE}. */

@@ -73,6 +73,11 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     logController: new LogController({ disableRequestLogging: true }),
     // Fastify's own 503 body is not our error shape; the hook below answers instead.
     return503OnClosing: false,
+    // Errors raised before routing (a malformed URL, an over-long id) get our shape too.
+    frameworkErrors: (error, _request, reply) => {
+      const { status, body } = toErrorReply(error);
+      void reply.code(status).send(body);
+    },
   });
   const log = deps.logger || undefined;
   const metrics = createMetrics(baton, auth.owners());

@@ -243,6 +243,21 @@ describe('ProcessRunner', () => {
     await expect(runner.start(await spec('late', 'true'))).rejects.toThrow(/closed/);
   });
 
+  it('closes without kill but finishes a kill already under way', async () => {
+    const rec = new ExitRecorder();
+    const runner = makeRunner(rec, { killGraceMs: 5000 });
+    const s = await spec('mid', "trap '' TERM; sleep 100 & wait");
+    const handle = await startTracked(runner, s);
+    await waitFor(() => liveGroupMembers(handle.pid).length >= 3, 2000, 'the fork');
+    const cancelling = runner.cancel('mid');
+    await waitFor(() => existsSync(join(handle.dir, 'cancelled')), 1000, 'the marker');
+    await runner.close();
+    await cancelling;
+    // SIGTERM is ignored; without the SIGKILL at close the group would live on.
+    await waitFor(() => liveGroupMembers(handle.pid).length === 0, 1000, 'the group to die');
+    expect(rec.calls).toEqual([]);
+  });
+
   it('closes without kill: the job keeps running and the Node process can exit', async () => {
     const root = await tempDir(dirs);
     const fixture = fileURLToPath(new URL('./fixtures/close-and-exit.ts', import.meta.url));

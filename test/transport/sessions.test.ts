@@ -141,6 +141,9 @@ describe('HTTP API: sessions, messages and framing', () => {
     expect(errorCode(res.body)).toBe('not_found');
     const unauthenticated = await s.call('GET', '/v1/nothing-here', { token: null });
     expect(unauthenticated.status).toBe(401);
+    const longId = await s.call('GET', `/v1/sessions/s_${'x'.repeat(300)}`);
+    expect(longId.status).toBe(404);
+    expect(errorCode(longId.body)).toBe('not_found');
     const wrongMethod = await s.call('PUT', '/v1/sessions');
     expect(wrongMethod.status).toBe(404);
     expect(errorCode(wrongMethod.body)).toBe('not_found');

@@ -334,7 +334,8 @@ export class ProcessRunner {
    * Stops watching. By default the processes keep running so that they
    * outlive a restart and can be adopted; with `kill: true` every watched
    * group gets SIGKILL and `close` waits (at most the kill grace) for the
-   * wrappers to exit. No `onExit` is called after `close`. Safe to call
+   * wrappers to exit. A group already being killed (deadline, cancel, or
+   * stragglers of a finished job) gets SIGKILL either way. No `onExit` is called after `close`. Safe to call
    * twice; the options of the first call apply.
    */
   close(opts: { kill?: boolean } = {}): Promise<void> {
@@ -348,9 +349,12 @@ export class ProcessRunner {
       // Every step runs for every watch even when one of them throws.
       try {
         const child = w.child;
+        const killing = w.killReason !== null && !w.done;
         this.detach(w);
         w.done = true;
-        if (kill) {
+        // A kill already decided (marker written or being written) is not left
+        // half done: its grace is cut short instead.
+        if (kill || killing) {
           if (child !== null && child.exitCode === null && child.signalCode === null) {
             waits.push(once(child, 'exit'));
           }
@@ -364,9 +368,11 @@ export class ProcessRunner {
       w.settle();
     }
     this.watches.clear();
+    // Stragglers of finished jobs already got SIGTERM; like any kill under way,
+    // their grace is cut short.
     for (const [timer, group] of this.reapers) {
       clearTimeout(timer);
-      if (kill) this.signalGroup(group.pid, group.startTime, 'SIGKILL');
+      this.signalGroup(group.pid, group.startTime, 'SIGKILL');
     }
     this.reapers.clear();
     if (waits.length > 0) {

@@ -130,7 +130,11 @@ export interface JobFilter {
 export interface Store {
   /** Opens the database and applies pending migrations. Safe to call once. */
   init(): Promise<void>;
-  /** Applies the whole batch in one transaction, or nothing of it. */
+  /**
+   * Applies the whole batch in one transaction, or nothing of it. Batches are
+   * applied in the order of the calls, even when an earlier call has not
+   * resolved yet (a backend may share one transaction among several batches).
+   */
   commit(batch: Batch): Promise<CommitResult>;
   getSession(id: string): Promise<SessionRow | null>;
   listSessions(owner: string): Promise<SessionRow[]>;

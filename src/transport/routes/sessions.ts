@@ -9,8 +9,8 @@ interface IdParams {
 /** Sessions and their messages (SPEC §5). Routes validate, call the runtime, and nothing else. */
 export function sessionRoutes(app: FastifyInstance, baton: Baton): void {
   app.post('/v1/sessions', async (request, reply) => {
-    // A bodyless POST creates an untitled session.
-    const body = parse(createSessionBody, request.body ?? {});
+    // A bodyless POST creates an untitled session; an explicit `null` is still a bad body.
+    const body = parse(createSessionBody, request.body === undefined ? {} : request.body);
     const session = await baton.createSession(request.owner, body);
     return reply.code(201).send(session);
   });

@@ -1,0 +1,192 @@
+// The jobs of one session: each a card with its lifecycle picture, why it
+// waits, outcome, exit code, attempts, the output tail and cancel/retry.
+
+import { clock, h } from './dom.js';
+import { FINAL_STATES, lifecycleSvg, updateLifecycle } from './lifecycle.js';
+
+/**
+ * @typedef {{ id: string, sessionId: string, command: string | null, name?: string | null,
+ *   external?: boolean, state: string, outcome: string | null, exitCode: number | null,
+ *   attempts: number, output: string, createdAt: string, finishedAt: string | null,
+ *   followedUpAt: string | null, history: { state: string, at: string }[], why: string }} Job
+ * @typedef {{ el: HTMLElement, svg: SVGElement, fields: Record<string, HTMLElement>,
+ *   cancel: HTMLButtonElement, retry: HTMLButtonElement, error: HTMLElement }} Card
+ */
+
+export class JobsView {
+  /**
+   * @param {HTMLElement} list
+   * @param {{ cancel: (jobId: string) => Promise<Job | null>, retry: (jobId: string) => Promise<Job | null> }} actions
+   *   each resolves to the job as the API answered, or null when the feed has moved it since
+   */
+  constructor(list, actions) {
+    this.list = list;
+    this.actions = actions;
+    /** @type {Map<string, Job>} */
+    this.jobs = new Map();
+    /** @type {Map<string, Card>} */
+    this.cards = new Map();
+    this.empty = h('p', {
+      class: 'muted empty',
+      'data-testid': 'jobs-empty',
+      text: 'No jobs in this session yet. Send “bg <command>” to have the agent start one.',
+    });
+    this.reset();
+  }
+
+  reset() {
+    this.jobs.clear();
+    this.cards.clear();
+    this.list.replaceChildren(this.empty);
+  }
+
+  /**
+   * Shows the jobs read over HTTP; a job the feed moved since that read started keeps what the feed said.
+   * @param {Job[]} jobs
+   * @param {(jobId: string) => boolean} movedSince
+   */
+  setJobs(jobs, movedSince) {
+    for (const job of jobs) if (!this.jobs.has(job.id) || !movedSince(job.id)) this.upsert(job);
+  }
+
+  /** @param {Job} job */
+  upsert(job) {
+    this.jobs.set(job.id, job);
+    let card = this.cards.get(job.id);
+    if (!card) {
+      card = this.build(job);
+      this.cards.set(job.id, card);
+      this.empty.remove();
+      // Newest first.
+      const after = [...this.cards.entries()].find(
+        ([id]) => id !== job.id && (this.jobs.get(id)?.createdAt ?? '') < job.createdAt,
+      );
+      this.list.insertBefore(card.el, after ? after[1].el : null);
+    }
+    this.render(card, job);
+  }
+
+  /**
+   * A `job.state` frame: moves the card at once (the rest of the job is read again by the caller).
+   * @param {string} jobId
+   * @param {string} sessionId
+   * @param {{ state: string, outcome?: string | null, attempts?: number, why?: string }} data
+   * @param {string} at
+   */
+  applyState(jobId, sessionId, data, at) {
+    const known = this.jobs.get(jobId);
+    const history = [...(known?.history ?? [])];
+    if (history[history.length - 1]?.state !== data.state) history.push({ state: data.state, at });
+    this.upsert({
+      id: jobId,
+      sessionId,
+      command: null,
+      output: '',
+      exitCode: null,
+      createdAt: at,
+      finishedAt: null,
+      followedUpAt: null,
+      ...known,
+      state: data.state,
+      outcome: data.outcome ?? known?.outcome ?? null,
+      attempts: data.attempts ?? known?.attempts ?? 0,
+      why: data.why ?? known?.why ?? '',
+      history,
+    });
+  }
+
+  /** @param {Job} job @returns {Card} */
+  build(job) {
+    /** @type {Record<string, HTMLElement>} */
+    const fields = {};
+    const field = (/** @type {string} */ name, /** @type {string} */ label) => {
+      fields[name] = h('dd', { 'data-testid': `job-${name}` });
+      return [h('dt', { text: label }), fields[name]];
+    };
+    fields['title'] = h('code', { class: 'job-command' });
+    fields['state'] = h('span', { class: 'pill', 'data-testid': 'job-state' });
+    fields['output'] = h('pre', { class: 'job-output', 'data-testid': 'job-output', tabindex: 0 });
+    const error = h('span', { class: 'error', role: 'alert' });
+    const cancel = /** @type {HTMLButtonElement} */ (
+      h('button', { type: 'button', class: 'small', 'data-testid': 'job-cancel', text: 'Cancel', 'aria-label': `Cancel job ${job.id}` })
+    );
+    const retry = /** @type {HTMLButtonElement} */ (
+      h('button', { type: 'button', class: 'small', 'data-testid': 'job-retry', text: 'Retry', 'aria-label': `Retry job ${job.id}` })
+    );
+    cancel.addEventListener('click', () => this.act(job.id, 'cancel'));
+    retry.addEventListener('click', () => this.act(job.id, 'retry'));
+    const svg = lifecycleSvg();
+    const el = h(
+      'article',
+      { class: 'job', 'data-testid': 'job-card', 'data-job-id': job.id, 'aria-label': `Job ${job.id}` },
+      h('header', {}, fields['title'], fields['state'], h('span', { class: 'muted job-id', text: job.id })),
+      svg,
+      h(
+        'dl',
+        {},
+        field('why', 'Why'),
+        field('outcome', 'Outcome'),
+        field('exit-code', 'Exit code'),
+        field('attempts', 'Attempts'),
+        field('times', 'Times'),
+      ),
+      h('details', { open: true }, h('summary', { text: 'Output (tail)' }), fields['output']),
+      h('div', { class: 'actions' }, cancel, retry, error),
+    );
+    return { el, svg, fields, cancel, retry, error };
+  }
+
+  /** @param {Card} card @param {Job} job */
+  render(card, job) {
+    const f = card.fields;
+    card.el.setAttribute('data-state', job.state);
+    set(f['title'], job.command ?? (job.name ? `external: ${job.name}` : job.external ? 'external job' : '…'));
+    set(f['state'], job.state);
+    f['state']?.setAttribute('class', `pill state-${job.state}`);
+    set(f['why'], job.why || '—');
+    set(f['outcome'], job.outcome ?? '—');
+    set(f['exit-code'], job.exitCode === null || job.exitCode === undefined ? '—' : String(job.exitCode));
+    set(f['attempts'], String(job.attempts ?? 0));
+    set(
+      f['times'],
+      `started ${clock(job.createdAt)} · finished ${clock(job.finishedAt)} · followed up ${clock(job.followedUpAt)}`,
+    );
+    const output = f['output'];
+    if (output && output.textContent !== (job.output || '')) {
+      output.textContent = job.output || '';
+      output.classList.toggle('none', !job.output);
+      output.scrollTop = output.scrollHeight;
+    }
+    updateLifecycle(card.svg, job.state, job.history ?? []);
+    card.cancel.disabled = FINAL_STATES.has(job.state);
+    card.retry.disabled = job.state !== 'failed';
+  }
+
+  /** @param {string} jobId @param {'cancel' | 'retry'} what */
+  async act(jobId, what) {
+    const card = this.cards.get(jobId);
+    if (!card) return;
+    card.error.textContent = '';
+    card.cancel.disabled = card.retry.disabled = true;
+    try {
+      const job = await this.actions[what](jobId);
+      if (job) this.upsert(job);
+      else this.rerender(jobId);
+    } catch (error) {
+      card.error.textContent = error instanceof Error ? error.message : String(error);
+      this.rerender(jobId);
+    }
+  }
+
+  /** @param {string} jobId */
+  rerender(jobId) {
+    const card = this.cards.get(jobId);
+    const job = this.jobs.get(jobId);
+    if (card && job) this.render(card, job);
+  }
+}
+
+/** @param {HTMLElement | undefined} el @param {string} text */
+function set(el, text) {
+  if (el && el.textContent !== text) el.textContent = text;
+}
