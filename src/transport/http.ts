@@ -5,7 +5,13 @@
  */
 
 import { readFileSync } from 'node:fs';
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import Fastify, {
+  LogController,
+  type FastifyBaseLogger,
+  type FastifyInstance,
+  type FastifyReply,
+  type FastifyRequest,
+} from 'fastify';
 import type { Baton } from '../runtime/system.js';
 import type { TokenAuth } from './auth.js';
 import { TransportError, toErrorReply, type ApiErrorCode } from './errors.js';
@@ -74,7 +80,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     // Fastify's own 503 body is not our error shape; the hook below answers instead.
     return503OnClosing: false,
     // Errors raised before routing (a malformed URL, an over-long id) get our shape too.
-    frameworkErrors: (error, _request, reply) => {
+    frameworkErrors: (error: Error, _request: FastifyRequest, reply: FastifyReply) => {
       const { status, body } = toErrorReply(error);
       void reply.code(status).send(body);
     },
