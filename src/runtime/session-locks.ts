@@ -56,6 +56,8 @@ interface SessionEntry {
  */
 export class SessionLocks {
   private readonly sessions = new Map<string, SessionEntry>();
+  /** Deleted sessions: their actors are gone, later requests hear "gone" at once. */
+  private readonly deleted = new Set<string>();
   private readonly machine: SessionMachine;
 
   constructor(private readonly options: SessionLocksOptions) {
@@ -84,11 +86,11 @@ export class SessionLocks {
 
   /** Asks for the session's lock; a second request with the same id is ignored. */
   acquire(sessionId: string, kind: HolderKind, id: string, handler: LockHandler): void {
-    const entry = this.entry(sessionId);
-    if (entry.actor.getSnapshot().status !== 'active') {
+    if (this.deleted.has(sessionId)) {
       queueMicrotask(() => handler.gone());
       return;
     }
+    const entry = this.entry(sessionId);
     if (!entry.handlers.has(id)) entry.handlers.set(id, handler);
     entry.actor.send({ type: 'ACQUIRE', kind, id });
   }
@@ -105,12 +107,13 @@ export class SessionLocks {
 
   /** Ends the session: every holder and waiter is told it is gone. */
   delete(sessionId: string): void {
-    const entry = this.entry(sessionId);
-    entry.actor.send({ type: 'DELETE' });
+    if (this.deleted.has(sessionId)) return;
+    this.entry(sessionId).actor.send({ type: 'DELETE' });
   }
 
   view(sessionId: string): LockView {
     const entry = this.sessions.get(sessionId);
+    if (this.deleted.has(sessionId)) return { lock: 'idle', holder: null, queue: [] };
     if (!entry) return { lock: 'idle', holder: null, queue: [] };
     const snapshot = entry.actor.getSnapshot();
     return lockView(snapshot.context, snapshot.status !== 'active');
@@ -189,7 +192,6 @@ export class SessionLocks {
         }
       }
     };
-    // A deleted session keeps its (stopped) entry so that later requests hear "gone" at once.
     if (changed) {
       // Stored through the session's write queue, ahead of any write that the
       // effects below cause (the job's move to `continuing`), so the feed
@@ -198,5 +200,25 @@ export class SessionLocks {
       this.options.persist(sessionId, view).catch((error: unknown) => this.options.onError?.(error));
     }
     run();
+    if (deleted) this.deleted.add(sessionId);
+    // An idle session's actor holds nothing worth keeping: drop it so memory
+    // follows the busy sessions, not all sessions ever seen.
+    if (deleted || (view.lock === 'idle' && view.queue.length === 0)) {
+      queueMicrotask(() => this.evict(sessionId, entry));
+    }
+  }
+
+  private evict(sessionId: string, entry: SessionEntry): void {
+    if (this.sessions.get(sessionId) !== entry) return;
+    const context = entry.actor.getSnapshot().context;
+    const deleted = this.deleted.has(sessionId);
+    if (!deleted && (context.holder || context.queue.length > 0 || entry.pending.length > 0)) return;
+    this.sessions.delete(sessionId);
+    entry.actor.stop();
+  }
+
+  /** Number of session actors in memory, for tests and metrics. */
+  get size(): number {
+    return this.sessions.size;
   }
 }

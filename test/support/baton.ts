@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import type { Agent } from '../../src/runtime/agents/agent.js';
 import { OfflineAgent } from '../../src/runtime/agents/offline.js';
 import { SqliteStore } from '../../src/runtime/store/sqlite.js';
+import { killProcessesUnder } from './processes.js';
 import { Baton, type BatonOptions } from '../../src/runtime/system.js';
 
 export interface TestBaton {
@@ -36,7 +37,10 @@ export async function startTestBaton(
     dir,
     close: async ({ keep = false } = {}) => {
       await baton.close();
-      if (!keep) rmSync(dir, { recursive: true, force: true });
+      if (keep) return;
+      // Jobs outlive the runtime on purpose (a restart adopts them); a test's do not.
+      killProcessesUnder(dir);
+      rmSync(dir, { recursive: true, force: true });
     },
   };
 }

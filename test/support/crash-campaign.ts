@@ -1,8 +1,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { SqliteStore } from '../../src/runtime/store/sqlite.js';
 import { FINAL_JOB_STATES } from '../../src/runtime/store/store.js';
+import { processesUnder } from './processes.js';
 
 const child = join(import.meta.dirname, 'crash-child.ts');
 
@@ -111,15 +111,6 @@ async function count(dir: string, kills: number): Promise<Omit<CrashSummary, 'ki
   }
 }
 
-/** Processes still running whose command line points into the data dir. */
 function orphans(dir: string): number {
-  let n = 0;
-  for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
-    try {
-      if (readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(dir)) n++;
-    } catch {
-      // Gone while we looked.
-    }
-  }
-  return n;
+  return processesUnder(dir).length;
 }
