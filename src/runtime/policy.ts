@@ -29,6 +29,8 @@ export interface BatonPolicy {
   drainMs: number;
   /** Time between SIGTERM and SIGKILL when a job is killed. @defaultValue 5000 */
   killGraceMs: number;
+  /** Pause before a job whose write failed is rebuilt from the store. @defaultValue 1000 */
+  reloadDelayMs: number;
 }
 
 export function resolvePolicy(partial: Partial<BatonPolicy> = {}): BatonPolicy {
@@ -44,5 +46,6 @@ export function resolvePolicy(partial: Partial<BatonPolicy> = {}): BatonPolicy {
     limits: partial.limits ?? DEFAULT_LIMITS,
     drainMs: partial.drainMs ?? 10_000,
     killGraceMs: partial.killGraceMs ?? 5000,
+    reloadDelayMs: partial.reloadDelayMs ?? 1000,
   };
 }

@@ -51,6 +51,7 @@ export class Baton {
   private readonly jobs = new Map<string, JobActor>();
   private readonly turns = new Map<string, { done: Promise<void>; abort: () => void }>();
   private readonly owners = new Map<string, string>();
+  private readonly reloading = new Set<string>();
   private readonly processes: JobProcesses;
   private readonly locks: SessionLocks;
   private readonly effects: JobEffects;
@@ -125,8 +126,10 @@ export class Baton {
         }),
       transitionWrites: (job, entered, row) => this.transitionWrites(job, entered, row),
       inspect: options.inspect,
-      onError: (job, error) =>
-        this.logger.error({ err: error, jobId: job.id }, 'job write or actor failed'),
+      onError: (job, error) => {
+        this.logger.error({ err: error, jobId: job.id }, 'job write or actor failed');
+        this.scheduleReload(job);
+      },
     };
     this.liveDeps = {
       ...common,
@@ -513,6 +516,32 @@ export class Baton {
     const job = this.register(new JobActor(this.host, row, { persisted }));
     await job.start();
     return job;
+  }
+
+  /**
+   * A job whose write failed (full disk, lost database) is ahead of the store
+   * in memory. After a pause it is dropped and rebuilt from what is stored,
+   * exactly as a restart would, so it goes on once the store can write again.
+   */
+  private scheduleReload(job: JobActor): void {
+    if (this.reloading.has(job.id) || this.closing) return;
+    this.reloading.add(job.id);
+    this.clock.setTimeout(() => {
+      this.reloading.delete(job.id);
+      if (this.closing || this.jobs.get(job.id) !== job) return;
+      job.actor.stop();
+      this.unregister(job);
+      this.locks.release(job.sessionId, job.id, 'aborted');
+      this.store
+        .getJob(job.id)
+        .then((row) =>
+          row && !FINAL_JOB_STATES.includes(row.state) ? this.recoverJob(row) : undefined,
+        )
+        .catch((error: unknown) => {
+          this.logger.error({ err: error, jobId: job.id }, 'could not reload job');
+          this.scheduleReload(job);
+        });
+    }, this.policy.reloadDelayMs);
   }
 
   private async recoverJob(row: JobRow): Promise<void> {

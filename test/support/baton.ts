@@ -17,10 +17,15 @@ export interface TestBaton {
 
 /** A real runtime on a temp SQLite file, with fast retries unless told otherwise. */
 export async function startTestBaton(
-  options: Partial<BatonOptions> & { agent?: Agent; dir?: string } = {},
+  options: Partial<BatonOptions> & {
+    agent?: Agent;
+    dir?: string;
+    makeStore?: (path: string) => SqliteStore;
+  } = {},
 ): Promise<TestBaton> {
   const dir = options.dir ?? mkdtempSync(join(tmpdir(), 'baton-test-'));
-  const store = new SqliteStore({ path: join(dir, 'baton.db') });
+  const path = join(dir, 'baton.db');
+  const store = options.makeStore ? options.makeStore(path) : new SqliteStore({ path });
   await store.init();
   const baton = new Baton({
     ...options,
