@@ -54,15 +54,19 @@ function nonEmpty(name: string) {
   };
 }
 
-function url(name: string) {
+function url(name: string, protocols: readonly string[]) {
   return (value: string): string => {
+    let parsed: URL | null = null;
     try {
-      const parsed = new URL(value.trim());
-      if (!/^(https?|wss?|postgres(ql)?):$/.test(parsed.protocol)) throw new Error('protocol');
-      return value.trim();
+      parsed = new URL(value.trim());
     } catch {
-      throw new InvalidArgumentError(`${name} must be an http(s) URL, got "${value}"`);
+      // Reported below.
     }
+    if (!parsed || !protocols.includes(parsed.protocol)) {
+      const kinds = protocols.map((p) => p.slice(0, -1)).join(' or ');
+      throw new InvalidArgumentError(`${name} must be a ${kinds} URL, got "${value}"`);
+    }
+    return value.trim();
   };
 }
 
@@ -89,23 +93,29 @@ export function serveOptions(): Option[] {
       .default('sqlite'),
     new Option('--database-url <url>', 'PostgreSQL URL for --store postgres')
       .env('BATON_DATABASE_URL')
-      .argParser(url('--database-url')),
+      .argParser(url('--database-url', ['postgres:', 'postgresql:'])),
     new Option('--agent <kind>', 'agent kind (default: openai with --agent-url, else offline)')
       .env('BATON_AGENT')
       .choices(['openai', 'sse', 'offline']),
     new Option('--agent-url <url>', 'OpenAI-compatible base URL, or the SSE endpoint')
       .env('BATON_AGENT_URL')
-      .argParser(url('--agent-url')),
-    new Option('--agent-model <name>', 'model name').env('BATON_AGENT_MODEL').argParser(nonEmpty('--agent-model')),
+      .argParser(url('--agent-url', ['http:', 'https:'])),
+    new Option('--agent-model <name>', 'model name')
+      .env('BATON_AGENT_MODEL')
+      .argParser(nonEmpty('--agent-model')),
     new Option('--agent-key <key>', 'API key (openai falls back to OPENAI_API_KEY)')
       .env('BATON_AGENT_KEY')
       .argParser(nonEmpty('--agent-key')),
-    new Option('--token <token>', 'token of owner "default" (BATON_TOKENS="alice:tokA,bob:tokB" sets several)')
+    new Option(
+      '--token <token>',
+      'token of owner "default" (BATON_TOKENS="alice:tokA,bob:tokB" sets several)',
+    )
       .env('BATON_TOKEN')
       .argParser(nonEmpty('--token')),
-    new Option('--inspect [url]', 'connect every actor to the Stately inspector (default ws://localhost:8080)').env(
-      'BATON_INSPECT',
-    ),
+    new Option(
+      '--inspect [url]',
+      'connect every actor to the Stately inspector (default ws://localhost:8080)',
+    ).env('BATON_INSPECT'),
     new Option('--pretty', 'human-readable logs instead of JSON lines').env('BATON_PRETTY'),
     new Option('--max-attempts <n>', 'agent attempts per follow-up before it fails')
       .env('BATON_MAX_ATTEMPTS')
@@ -146,10 +156,35 @@ export function serveOptions(): Option[] {
   ];
 }
 
+/** Default address of the Stately inspector (`@statelyai/inspect`'s own server). */
+const INSPECTOR_URL = 'ws://localhost:8080';
+
+/**
+ * Reads `--inspect [url]` / `BATON_INSPECT`: absent, `0` or `false` is off;
+ * the bare flag, `1` or `true` is the default inspector; a `ws(s)://` URL is that one.
+ * Returns null for anything else.
+ */
+export function inspectSetting(
+  value: boolean | string | undefined,
+): { enabled: boolean; url: string } | null {
+  if (value === undefined || value === false) return { enabled: false, url: INSPECTOR_URL };
+  if (value === true) return { enabled: true, url: INSPECTOR_URL };
+  const text = value.trim().toLowerCase();
+  if (text === '0' || text === 'false' || text === 'off')
+    return { enabled: false, url: INSPECTOR_URL };
+  if (text === '' || text === '1' || text === 'true' || text === 'on') {
+    return { enabled: true, url: INSPECTOR_URL };
+  }
+  return /^wss?:\/\/[^\s]+$/i.test(value.trim()) ? { enabled: true, url: value.trim() } : null;
+}
+
 /** Checks between options that commander cannot express; returns the problem or null. */
 export function crossCheck(options: ServeOptions): string | null {
   if (options.retryMaxMs < options.retryBaseMs) {
     return `--retry-max-ms (${options.retryMaxMs}) must be at least --retry-base-ms (${options.retryBaseMs})`;
+  }
+  if (inspectSetting(options.inspect) === null) {
+    return `--inspect takes a ws:// URL (or nothing), got "${String(options.inspect)}"`;
   }
   if ((options.agent === 'openai' || options.agent === 'sse') && !options.agentUrl) {
     return `--agent ${options.agent} needs --agent-url (BATON_AGENT_URL)`;

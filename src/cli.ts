@@ -12,7 +12,7 @@ import { Command, CommanderError } from 'commander';
 import type { FastifyInstance } from 'fastify';
 import { pino, type Logger } from 'pino';
 import pretty from 'pino-pretty';
-import { crossCheck, serveOptions, type ServeOptions } from './cli-options.js';
+import { crossCheck, inspectSetting, serveOptions, type ServeOptions } from './cli-options.js';
 import { machineDefinitions } from './machines/definitions.js';
 import { createAgent } from './runtime/agents/create-agent.js';
 import { SqliteStore } from './runtime/store/sqlite.js';
@@ -92,13 +92,9 @@ export async function serve(options: ServeOptions, logger: Logger): Promise<Runn
   }
   const fellBack = !options.agent && !options.agentUrl;
 
-  const inspectUrl =
-    typeof options.inspect === 'string' && options.inspect !== '' ? options.inspect : DEFAULT_INSPECTOR_URL;
-  const inspection = createInspection({
-    enabled: options.inspect !== undefined && options.inspect !== false,
-    url: inspectUrl,
-    logger,
-  });
+  const inspect = inspectSetting(options.inspect) ?? { enabled: false, url: DEFAULT_INSPECTOR_URL };
+  const inspectUrl = inspect.url;
+  const inspection = createInspection({ enabled: inspect.enabled, url: inspectUrl, logger });
 
   const store = new SqliteStore({ path: join(dataDir, 'baton.db') });
   await store.init();
@@ -180,7 +176,9 @@ export async function serve(options: ServeOptions, logger: Logger): Promise<Runn
   const close = () =>
     (closing ??= (async () => {
       // Stop taking requests and close feeds first, so nothing new reaches a closing runtime.
-      await app.close().catch((error: unknown) => logger.error({ err: error }, 'closing the app failed'));
+      await app
+        .close()
+        .catch((error: unknown) => logger.error({ err: error }, 'closing the app failed'));
       await baton.close();
       inspection.close();
     })());
@@ -245,7 +243,9 @@ export async function main(argv: readonly string[] = process.argv.slice(2)): Pro
     process.on('SIGTERM', onSignal);
     // The runtime's background work is fire-and-forget; a stray rejection is
     // logged, never allowed to take the service (and every running job's watch) down.
-    process.on('unhandledRejection', (reason) => logger.error({ err: reason }, 'unhandled rejection'));
+    process.on('unhandledRejection', (reason) =>
+      logger.error({ err: reason }, 'unhandled rejection'),
+    );
   });
   try {
     await cli.parseAsync([...argv], { from: 'user' });

@@ -95,9 +95,10 @@ export class ChatView {
   /** @param {Message} message */
   insert(message) {
     // A stored message ends the stream that was writing it, and any replayed frame of that run.
+    // (The user's message carries the turn id too, but the turn is only starting then.)
     const keys = [];
-    if (message.metadata?.turnId) keys.push(`t:${message.metadata.turnId}`);
-    for (const jobId of jobIdsOf(message.metadata)) keys.push(`j:${jobId}`);
+    if (message.role !== 'user' && message.metadata?.turnId) keys.push(`t:${message.metadata.turnId}`);
+    if (message.role !== 'user') for (const jobId of jobIdsOf(message.metadata)) keys.push(`j:${jobId}`);
     for (const key of keys) {
       this.done.add(key);
       this.streams.get(key)?.el.remove();

@@ -47,9 +47,7 @@ export class TokenAuth {
     const seen = new Set<string>();
     this.entries = entries.map(({ owner, token }) => {
       if (!OWNER_PATTERN.test(owner)) {
-        throw new TokenConfigError(
-          `owner "${owner}" must be 1 to 64 letters, digits or . _ @ -`,
-        );
+        throw new TokenConfigError(`owner "${owner}" must be 1 to 64 letters, digits or . _ @ -`);
       }
       if (!TOKEN_PATTERN.test(token)) {
         throw new TokenConfigError(
@@ -105,7 +103,8 @@ export function parseTokenList(text: string): TokenEntry[] {
     }
     entries.push({ owner: item.slice(0, colon), token: item.slice(colon + 1) });
   }
-  if (entries.length === 0) throw new TokenConfigError('BATON_TOKENS is set but lists no owner:token');
+  if (entries.length === 0)
+    throw new TokenConfigError('BATON_TOKENS is set but lists no owner:token');
   return entries;
 }
 

@@ -15,7 +15,6 @@ import {
 /** Codes that only the transport raises (HTTP framing and the WebSocket feed). */
 export const TRANSPORT_ERROR_CODES = [
   'unsupported_media_type',
-  'method_not_allowed',
   'upgrade_required',
   'conflict',
   'slow_consumer',
@@ -62,7 +61,6 @@ export const ERROR_TABLE: Readonly<Record<ApiErrorCode, ErrorMapping>> = {
   rate_limited: { status: 429, wsClose: 4429 },
   internal: { status: 500, wsClose: 1011 },
   unsupported_media_type: { status: 415, wsClose: 1003 },
-  method_not_allowed: { status: 405, wsClose: 4405 },
   upgrade_required: { status: 426, wsClose: 4426 },
   conflict: { status: 409, wsClose: 4409 },
   slow_consumer: { status: 503, wsClose: 4008 },

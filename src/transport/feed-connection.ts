@@ -169,12 +169,15 @@ export class FeedConnection {
   }
 
   private matches(frame: FeedFrame): boolean {
-    return this.filter === null || (frame.sessionId !== undefined && this.filter.has(frame.sessionId));
+    return (
+      this.filter === null || (frame.sessionId !== undefined && this.filter.has(frame.sessionId))
+    );
   }
 
   private onClientFrame(data: RawData, isBinary: boolean): void {
     if (this.closed) return;
-    if (isBinary) return this.sendError('invalid_request', 'binary frames are not accepted; send JSON text');
+    if (isBinary)
+      return this.sendError('invalid_request', 'binary frames are not accepted; send JSON text');
     let value: unknown;
     try {
       value = JSON.parse(rawText(data));

@@ -152,7 +152,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   jobRoutes(app, baton);
 
   app.get('/v1/machines', async () => {
-    if (!deps.machines) throw new TransportError('not_found', 'machine definitions are not available');
+    if (!deps.machines) {
+      throw new TransportError('not_found', 'machine definitions are not available');
+    }
     return deps.machines();
   });
   app.get('/v1/info', async (request) => ({
@@ -164,7 +166,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const openApi = openApiDocument(VERSION);
   app.get('/v1/openapi.json', async () => openApi);
   app.get('/metrics', async (_request, reply) =>
-    reply.header('content-type', metrics.registry.contentType).send(await metrics.registry.metrics()),
+    reply
+      .header('content-type', metrics.registry.contentType)
+      .send(await metrics.registry.metrics()),
   );
   // A plain GET (no Upgrade header) of the feed: say what to do instead of 404.
   app.get(EVENTS_PATH, async (_request, reply) => {
@@ -172,11 +176,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     throw new TransportError('upgrade_required', 'connect with a WebSocket client');
   });
 
-  attachEventFeed(
-    app,
-    { baton, auth, metrics, ...(log ? { logger: log } : {}) },
-    deps.feed,
-  );
+  attachEventFeed(app, { baton, auth, metrics, ...(log ? { logger: log } : {}) }, deps.feed);
   await app.ready();
   return app;
 }

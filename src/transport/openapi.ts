@@ -49,7 +49,11 @@ const SCHEMAS: Json = {
           {
             type: 'object',
             required: ['kind', 'id', 'since'],
-            properties: { kind: { enum: ['live', 'followUp'] }, id: { type: 'string' }, since: iso },
+            properties: {
+              kind: { enum: ['live', 'followUp'] },
+              id: { type: 'string' },
+              since: iso,
+            },
           },
         ],
       },
@@ -228,7 +232,10 @@ export function openApiDocument(version: string): Json {
       },
       '/v1/jobs/{id}': {
         parameters: [idParam('job')],
-        get: authed({ summary: 'a job', responses: { ...ok(200, ref('Job')), ...errors(401, 404) } }),
+        get: authed({
+          summary: 'a job',
+          responses: { ...ok(200, ref('Job')), ...errors(401, 404) },
+        }),
       },
       '/v1/jobs/{id}/complete': {
         parameters: [idParam('job')],

@@ -39,7 +39,9 @@ export const createSessionBody = z.strictObject({
     .optional(),
   systemPrompt: z
     .string({ error: 'systemPrompt must be a string' })
-    .max(MAX_MESSAGE_CHARS, { error: `systemPrompt must be at most ${MAX_MESSAGE_CHARS} characters` })
+    .max(MAX_MESSAGE_CHARS, {
+      error: `systemPrompt must be at most ${MAX_MESSAGE_CHARS} characters`,
+    })
     .optional(),
 });
 

@@ -149,7 +149,10 @@ export function attachEventFeed(
     if (heartbeat) clearInterval(heartbeat);
     const open = [...wss.clients];
     const closed = open.map(
-      (ws) => new Promise<void>((resolve) => (ws.readyState === ws.CLOSED ? resolve() : ws.once('close', () => resolve()))),
+      (ws) =>
+        new Promise<void>((resolve) =>
+          ws.readyState === ws.CLOSED ? resolve() : ws.once('close', () => resolve()),
+        ),
     );
     for (const ws of open) ws.close(ERROR_TABLE.shutting_down.wsClose, 'server shutting down');
     let timer: NodeJS.Timeout | undefined;

@@ -262,7 +262,7 @@ describe('dashboard', () => {
     const sessionId = (await currentSessionId()) ?? '';
     await page.evaluate(DOM_PROBE);
 
-    await page.getByLabel('Message').fill('bg sleep 1; echo hi');
+    await page.getByLabel('Message', { exact: true }).fill('bg sleep 1; echo hi');
     await page.getByRole('button', { name: 'Send' }).click();
     await page.locator('[data-testid=message][data-role=user]').getByText('bg sleep 1; echo hi').waitFor();
     // The live turn streams in, then becomes the stored reply with its tool card.
@@ -306,8 +306,9 @@ describe('dashboard', () => {
       expect(await card.locator(`[data-node=${state}]`).getAttribute('data-visited')).toBe('true');
     }
     expect(await card.locator('[data-node=followedUp]').getAttribute('data-current')).toBe('true');
+    // `job.state` frames carry no exit code or output: the page reads the job again right after.
+    await card.getByTestId('job-exit-code').getByText('0', { exact: true }).waitFor({ timeout: 5_000 });
     expect(await card.getByTestId('job-outcome').textContent()).toBe('succeeded');
-    expect(await card.getByTestId('job-exit-code').textContent()).toBe('0');
     expect(await card.getByTestId('job-attempts').textContent()).toBe('1');
     expect(await card.getByTestId('job-output').textContent()).toContain('hi');
     expect(await card.getByTestId('job-why').textContent()).toContain('continuation');

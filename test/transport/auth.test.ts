@@ -43,9 +43,13 @@ describe('TokenAuth', () => {
   });
 
   it('refuses a token given twice, a bad owner and an empty table', () => {
-    expect(() => new TokenAuth([{ owner: 'a', token: 't' }, { owner: 'b', token: 't' }])).toThrow(
-      TokenConfigError,
-    );
+    expect(
+      () =>
+        new TokenAuth([
+          { owner: 'a', token: 't' },
+          { owner: 'b', token: 't' },
+        ]),
+    ).toThrow(TokenConfigError);
     expect(() => new TokenAuth([{ owner: 'a b', token: 't' }])).toThrow(TokenConfigError);
     expect(() => new TokenAuth([{ owner: 'a', token: 'has space' }])).toThrow(TokenConfigError);
     expect(() => new TokenAuth([])).toThrow(TokenConfigError);

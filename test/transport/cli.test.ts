@@ -32,7 +32,9 @@ function spawnCli(args: string[], env: Record<string, string> = {}) {
   });
   let stderr = '';
   child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const exited = new Promise<number | null>((resolve) =>
+    child.once('exit', (code) => resolve(code)),
+  );
   return { child, exited, stderr: () => stderr };
 }
 
@@ -44,7 +46,8 @@ async function serve(args: string[], env: Record<string, string> = {}): Promise<
     lines.on('line', (line) => {
       try {
         const entry = JSON.parse(line) as Record<string, unknown>;
-        if (typeof entry['msg'] === 'string' && entry['msg'].startsWith('baton listening')) resolve(entry);
+        if (typeof entry['msg'] === 'string' && entry['msg'].startsWith('baton listening'))
+          resolve(entry);
       } catch {
         // Not a log line.
       }
@@ -79,22 +82,37 @@ describe('baton serve', () => {
     expect(String(first.startup['msg'])).toContain('no --agent-url given');
     if (dashboard !== null) expect(dashboard).toBe(`${String(url)}/?token=${String(token)}`);
 
-    const headers = { authorization: `Bearer ${String(token)}`, 'content-type': 'application/json' };
+    const headers = {
+      authorization: `Bearer ${String(token)}`,
+      'content-type': 'application/json',
+    };
     const post = async (path: string, body: unknown) => {
-      const res = await fetch(`${String(url)}${path}`, { method: 'POST', headers, body: JSON.stringify(body) });
+      const res = await fetch(`${String(url)}${path}`, {
+        method: 'POST',
+        headers,
+        body: JSON.stringify(body),
+      });
       return { status: res.status, body: (await res.json()) as Record<string, unknown> };
     };
     const session = await post('/v1/sessions', { title: 'cli' });
     expect(session.status).toBe(201);
-    const job = await post(`/v1/sessions/${String(session.body['id'])}/jobs`, { command: 'sleep 1; echo done' });
+    const job = await post(`/v1/sessions/${String(session.body['id'])}/jobs`, {
+      command: 'sleep 1; echo done',
+    });
     expect(job.status).toBe(201);
-    const final = await waitFor(async () => {
-      const res = await fetch(`${String(url)}/v1/jobs/${String(job.body['id'])}`, { headers });
-      const body = (await res.json()) as Record<string, unknown>;
-      return body['state'] === 'followedUp' ? body : undefined;
-    }, { timeoutMs: 15_000, what: 'the job to be followed up' });
+    const final = await waitFor(
+      async () => {
+        const res = await fetch(`${String(url)}/v1/jobs/${String(job.body['id'])}`, { headers });
+        const body = (await res.json()) as Record<string, unknown>;
+        return body['state'] === 'followedUp' ? body : undefined;
+      },
+      { timeoutMs: 15_000, what: 'the job to be followed up' },
+    );
     expect(final).toMatchObject({ outcome: 'succeeded', exitCode: 0 });
-    const messages = await fetch(`${String(url)}/v1/sessions/${String(session.body['id'])}/messages`, { headers });
+    const messages = await fetch(
+      `${String(url)}/v1/sessions/${String(session.body['id'])}/messages`,
+      { headers },
+    );
     const list = ((await messages.json()) as { messages: Record<string, unknown>[] }).messages;
     expect(list).toHaveLength(1);
     expect(list[0]).toMatchObject({ role: 'assistant', metadata: { bgJobId: job.body['id'] } });
@@ -117,7 +135,11 @@ describe('baton serve', () => {
       [['serve'], { BATON_PORT: '70000' }, /--port must be between 0 and 65535/],
       [['serve', '--agent', 'magic'], {}, /magic/],
       [['serve', '--store', 'postgres'], {}, /not available in this build yet/],
-      [['serve', '--agent', 'openai', '--data', join(tmpdir(), 'baton-never')], {}, /needs --agent-url/],
+      [
+        ['serve', '--agent', 'openai', '--data', join(tmpdir(), 'baton-never')],
+        {},
+        /needs --agent-url/,
+      ],
     ];
     await Promise.all(
       cases.map(async ([args, env, message]) => {

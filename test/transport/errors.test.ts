@@ -21,7 +21,8 @@ describe('ERROR_TABLE', () => {
       expect(status, code).toBeGreaterThanOrEqual(400);
       expect(status, code).toBeLessThan(600);
       // 1000–1015 are protocol codes a server may send; 4000–4999 are private.
-      const valid = (wsClose >= 1001 && wsClose <= 1014 && wsClose !== 1005 && wsClose !== 1006) ||
+      const valid =
+        (wsClose >= 1001 && wsClose <= 1014 && wsClose !== 1005 && wsClose !== 1006) ||
         (wsClose >= 4000 && wsClose <= 4999);
       expect(valid, `${code} → ${wsClose}`).toBe(true);
     }
@@ -68,7 +69,10 @@ describe('toErrorReply', () => {
     const logger = { error: vi.fn() };
     const secret = new Error('SELECT * FROM secrets failed at /srv/app.js:12');
     const reply = toErrorReply(secret, logger);
-    expect(reply).toEqual({ status: 500, body: { error: { code: 'internal', message: 'internal error' } } });
+    expect(reply).toEqual({
+      status: 500,
+      body: { error: { code: 'internal', message: 'internal error' } },
+    });
     expect(logger.error).toHaveBeenCalledWith({ err: secret }, 'unexpected error');
   });
 

@@ -45,15 +45,27 @@ describe('WebSocket feed', () => {
     await s.call('POST', `/v1/sessions/${id}/messages`, { body: { content: 'stream me' } });
     const frames = await client.until((all) => all.some((f) => f['type'] === 'turn.finished'));
     for (const frame of frames) {
-      expect(Object.keys(frame).every((k) => FRAME_KEYS.includes(k)), JSON.stringify(frame)).toBe(true);
+      expect(
+        Object.keys(frame).every((k) => FRAME_KEYS.includes(k)),
+        JSON.stringify(frame),
+      ).toBe(true);
       expect(typeof frame['at']).toBe('string');
       expect(typeof frame['data']).toBe('object');
     }
     const deltas = frames.filter((f) => f['type'] === 'turn.delta');
     expect(deltas.length).toBeGreaterThan(0);
-    expect(deltas.every((f) => !('seq' in f) && typeof field(f['data'], 'delta') === 'string')).toBe(true);
+    expect(
+      deltas.every((f) => !('seq' in f) && typeof field(f['data'], 'delta') === 'string'),
+    ).toBe(true);
     const durable = frames.filter((f) => 'seq' in f).map((f) => f['type']);
-    expect(durable).toEqual(expect.arrayContaining(['session.created', 'message.created', 'turn.started', 'turn.finished']));
+    expect(durable).toEqual(
+      expect.arrayContaining([
+        'session.created',
+        'message.created',
+        'turn.started',
+        'turn.finished',
+      ]),
+    );
     const seqs = client.seqs();
     expect(seqs).toEqual([...seqs].sort((a, b) => a - b));
     client.close();
@@ -70,7 +82,9 @@ describe('WebSocket feed', () => {
       for (let i = 0; i < rounds; i += 1) {
         const id = await createSession(server, `round ${i}`);
         sessions.push(id);
-        await server.call('POST', `/v1/sessions/${id}/messages`, { body: { content: `hello ${i}` } });
+        await server.call('POST', `/v1/sessions/${id}/messages`, {
+          body: { content: `hello ${i}` },
+        });
       }
     })();
     // Drop the socket mid-stream, while events are still being written.
@@ -248,7 +262,9 @@ describe('WebSocket feed', () => {
         if (pings === 3) resolve();
       }),
     );
-    const silent = new FeedClient(`${s.wsUrl}/v1/events?token=${TOKENS.alice}`, { autoPong: false });
+    const silent = new FeedClient(`${s.wsUrl}/v1/events?token=${TOKENS.alice}`, {
+      autoPong: false,
+    });
     await silent.opened;
     const { code } = await silent.closed;
     expect(code).toBe(1006);

@@ -20,7 +20,12 @@ export interface TestServer {
   call(
     method: string,
     path: string,
-    options?: { token?: string | null; body?: unknown; raw?: string; headers?: Record<string, string> },
+    options?: {
+      token?: string | null;
+      body?: unknown;
+      raw?: string;
+      headers?: Record<string, string>;
+    },
   ): Promise<{ status: number; body: unknown; headers: Headers }>;
   close(): Promise<void>;
 }

@@ -13,9 +13,13 @@ describe('owners', () => {
     const session = await s.call('POST', '/v1/sessions', { body: { title: 'alice only' } });
     sessionId = String(field(session.body, 'id'));
     await s.call('POST', `/v1/sessions/${sessionId}/messages`, { body: { content: 'secret' } });
-    const job = await s.call('POST', `/v1/sessions/${sessionId}/jobs`, { body: { command: 'sleep 30' } });
+    const job = await s.call('POST', `/v1/sessions/${sessionId}/jobs`, {
+      body: { command: 'sleep 30' },
+    });
     jobId = String(field(job.body, 'id'));
-    const external = await s.call('POST', `/v1/sessions/${sessionId}/jobs`, { body: { external: true } });
+    const external = await s.call('POST', `/v1/sessions/${sessionId}/jobs`, {
+      body: { external: true },
+    });
     externalId = String(field(external.body, 'id'));
   });
   afterAll(async () => {
@@ -49,9 +53,14 @@ describe('owners', () => {
     const jobs = await s.call('GET', '/v1/jobs', asBob);
     expect(field(jobs.body, 'jobs')).toEqual([]);
     // Nothing bob did reached alice's session.
-    expect(await s.call('GET', `/v1/jobs/${jobId}`)).toMatchObject({ status: 200, body: { state: 'running' } });
+    expect(await s.call('GET', `/v1/jobs/${jobId}`)).toMatchObject({
+      status: 200,
+      body: { state: 'running' },
+    });
     const messages = await s.call('GET', `/v1/sessions/${sessionId}/messages`);
-    expect((field(messages.body, 'messages') as unknown[]).map((m) => field(m, 'content'))).not.toContain('hi');
+    expect(
+      (field(messages.body, 'messages') as unknown[]).map((m) => field(m, 'content')),
+    ).not.toContain('hi');
   });
 
   it('never send one owner’s events to another owner’s feed', async () => {
@@ -61,10 +70,15 @@ describe('owners', () => {
     // Live events of alice while bob listens, then one event of bob's own.
     await s.call('POST', `/v1/sessions/${sessionId}/messages`, { body: { content: 'more' } });
     await s.call('POST', `/v1/jobs/${externalId}/complete`, { body: { exitCode: 0 } });
-    const bobSession = await s.call('POST', '/v1/sessions', { token: TOKENS.bob, body: { title: 'bob' } });
+    const bobSession = await s.call('POST', '/v1/sessions', {
+      token: TOKENS.bob,
+      body: { title: 'bob' },
+    });
     const bobSessionId = field(bobSession.body, 'id');
     await bob.until((frames) => frames.some((f) => f['sessionId'] === bobSessionId));
-    await alice.until((frames) => frames.some((f) => f['jobId'] === externalId && field(f['data'], 'state') === 'followedUp'));
+    await alice.until((frames) =>
+      frames.some((f) => f['jobId'] === externalId && field(f['data'], 'state') === 'followedUp'),
+    );
     expect(bob.frames.every((f) => f['sessionId'] === bobSessionId)).toBe(true);
     expect(bob.frames.map((f) => f['seq'])).toEqual([1]);
     // Bob's filtered feed stays empty; a ping proves it is open and has been served.

@@ -22,20 +22,29 @@ describe('HTTP API: jobs', () => {
   let sessionId: string;
 
   beforeAll(async () => {
-    s = await startServer({}, { agent, policy: { maxAttempts: 1, retryBaseMs: 10, retryMaxMs: 20 } });
+    s = await startServer(
+      {},
+      { agent, policy: { maxAttempts: 1, retryBaseMs: 10, retryMaxMs: 20 } },
+    );
     const res = await s.call('POST', '/v1/sessions', { body: { title: 'jobs' } });
     sessionId = String(field(res.body, 'id'));
   });
   afterAll(async () => s.close());
 
-  const jobState = async (id: string) => field((await s.call('GET', `/v1/jobs/${id}`)).body, 'state');
+  const jobState = async (id: string) =>
+    field((await s.call('GET', `/v1/jobs/${id}`)).body, 'state');
 
   it('starts a command job (201) that is followed up', async () => {
     const res = await s.call('POST', `/v1/sessions/${sessionId}/jobs`, {
       body: { command: 'echo hi', timeoutS: 60, cwd: '.' },
     });
     expect(res.status).toBe(201);
-    expect(res.body).toMatchObject({ sessionId, command: 'echo hi', state: 'running', attempts: 0 });
+    expect(res.body).toMatchObject({
+      sessionId,
+      command: 'echo hi',
+      state: 'running',
+      attempts: 0,
+    });
     const id = String(field(res.body, 'id'));
     await waitFor(async () => (await jobState(id)) === 'followedUp', { what: 'followedUp' });
     const job = await s.call('GET', `/v1/jobs/${id}`);
@@ -88,7 +97,13 @@ describe('HTTP API: jobs', () => {
     expect(created.status).toBe(201);
     expect(created.body).toMatchObject({ command: null, state: 'running' });
     const id = String(field(created.body, 'id'));
-    for (const body of [{}, { exitCode: 1.5 }, { exitCode: '0' }, { exitCode: 0, outcome: 'great' }, { exitCode: 0, extra: 1 }]) {
+    for (const body of [
+      {},
+      { exitCode: 1.5 },
+      { exitCode: '0' },
+      { exitCode: 0, outcome: 'great' },
+      { exitCode: 0, extra: 1 },
+    ]) {
       const res = await s.call('POST', `/v1/jobs/${id}/complete`, { body });
       expect(res.status, JSON.stringify(body)).toBe(400);
     }
@@ -103,7 +118,9 @@ describe('HTTP API: jobs', () => {
   });
 
   it('refuses to complete a job that runs here (409 job_not_external) or is unknown (404)', async () => {
-    const created = await s.call('POST', `/v1/sessions/${sessionId}/jobs`, { body: { command: 'sleep 30' } });
+    const created = await s.call('POST', `/v1/sessions/${sessionId}/jobs`, {
+      body: { command: 'sleep 30' },
+    });
     const id = String(field(created.body, 'id'));
     const res = await s.call('POST', `/v1/jobs/${id}/complete`, { body: { exitCode: 0 } });
     expect(res.status).toBe(409);
@@ -122,7 +139,9 @@ describe('HTTP API: jobs', () => {
   });
 
   it('retries only a failed job: 409 job_not_failed, then 200 and a follow-up', async () => {
-    const created = await s.call('POST', `/v1/sessions/${sessionId}/jobs`, { body: { external: true } });
+    const created = await s.call('POST', `/v1/sessions/${sessionId}/jobs`, {
+      body: { external: true },
+    });
     const id = String(field(created.body, 'id'));
     const early = await s.call('POST', `/v1/jobs/${id}/retry`);
     expect(early.status).toBe(409);
@@ -133,13 +152,17 @@ describe('HTTP API: jobs', () => {
     agent.down = false;
     const retried = await s.call('POST', `/v1/jobs/${id}/retry`);
     expect(retried.status).toBe(200);
-    await waitFor(async () => (await jobState(id)) === 'followedUp', { what: 'followedUp after retry' });
+    await waitFor(async () => (await jobState(id)) === 'followedUp', {
+      what: 'followedUp after retry',
+    });
   });
 
   it('lists jobs filtered by session and state', async () => {
     const other = await s.call('POST', '/v1/sessions', { body: {} });
     const otherId = String(field(other.body, 'id'));
-    const created = await s.call('POST', `/v1/sessions/${otherId}/jobs`, { body: { external: true } });
+    const created = await s.call('POST', `/v1/sessions/${otherId}/jobs`, {
+      body: { external: true },
+    });
     const all = await s.call('GET', '/v1/jobs');
     expect(all.status).toBe(200);
     expect((field(all.body, 'jobs') as unknown[]).length).toBeGreaterThan(1);

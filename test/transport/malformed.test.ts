@@ -13,12 +13,32 @@ const malformedBody = fc.oneof(
       return true;
     }
   }),
-  fc.oneof(fc.integer(), fc.double(), fc.boolean(), fc.constant(null), fc.array(fc.jsonValue(), { maxLength: 5 }), fc.string()).map((v) =>
-    JSON.stringify(v),
-  ),
+  fc
+    .oneof(
+      fc.integer(),
+      fc.double(),
+      fc.boolean(),
+      fc.constant(null),
+      fc.array(fc.jsonValue(), { maxLength: 5 }),
+      fc.string(),
+    )
+    .map((v) => JSON.stringify(v)),
   fc
     .record({
-      base: fc.dictionary(fc.constantFrom('title', 'content', 'command', 'timeoutS', 'cwd', 'external', 'exitCode', 'outcome'), fc.jsonValue(), { maxKeys: 4 }),
+      base: fc.dictionary(
+        fc.constantFrom(
+          'title',
+          'content',
+          'command',
+          'timeoutS',
+          'cwd',
+          'external',
+          'exitCode',
+          'outcome',
+        ),
+        fc.jsonValue(),
+        { maxKeys: 4 },
+      ),
       extra: fc.string({ minLength: 1, maxLength: 12 }).map((k) => `zz_${k}`),
       value: fc.jsonValue(),
     })
@@ -35,7 +55,9 @@ describe('a flood of malformed bodies', () => {
     s = await startServer();
     const session = await s.call('POST', '/v1/sessions', { body: { title: 'target' } });
     sessionId = String(field(session.body, 'id'));
-    const job = await s.call('POST', `/v1/sessions/${sessionId}/jobs`, { body: { external: true } });
+    const job = await s.call('POST', `/v1/sessions/${sessionId}/jobs`, {
+      body: { external: true },
+    });
     externalId = String(field(job.body, 'id'));
   });
   afterAll(async () => s.close());
@@ -55,7 +77,13 @@ describe('a flood of malformed bodies', () => {
       fc.asyncProperty(
         fc.constantFrom(...paths),
         malformedBody,
-        fc.constantFrom('application/json', 'application/json; charset=utf-8', 'text/plain', 'application/xml', ''),
+        fc.constantFrom(
+          'application/json',
+          'application/json; charset=utf-8',
+          'text/plain',
+          'application/xml',
+          '',
+        ),
         async (path, raw, contentType) => {
           const res = await fetch(s.url + path, {
             method: 'POST',
@@ -67,7 +95,9 @@ describe('a flood of malformed bodies', () => {
           });
           const body: unknown = await res.json();
           statuses.add(res.status);
-          expect(res.status, `${path} ${contentType} ${raw.slice(0, 80)}`).toBeGreaterThanOrEqual(400);
+          expect(res.status, `${path} ${contentType} ${raw.slice(0, 80)}`).toBeGreaterThanOrEqual(
+            400,
+          );
           expect(res.status).toBeLessThan(500);
           expect(typeof field(field(body, 'error'), 'code')).toBe('string');
         },

@@ -21,7 +21,9 @@ describe('HTTP API: sessions, messages and framing', () => {
   });
 
   it('creates a session (201) with its owner and title', async () => {
-    const res = await s.call('POST', '/v1/sessions', { body: { title: 'hello', systemPrompt: 'be brief' } });
+    const res = await s.call('POST', '/v1/sessions', {
+      body: { title: 'hello', systemPrompt: 'be brief' },
+    });
     expect(res.status).toBe(201);
     expect(res.body).toMatchObject({ owner: 'alice', title: 'hello' });
     expect(field(res.body, 'id')).toMatch(/^s_/);
@@ -64,10 +66,16 @@ describe('HTTP API: sessions, messages and framing', () => {
 
   it('stores a message at once (202 turnId + message) and the live turn answers', async () => {
     const id = await newSession();
-    const res = await s.call('POST', `/v1/sessions/${id}/messages`, { body: { content: 'hi there' } });
+    const res = await s.call('POST', `/v1/sessions/${id}/messages`, {
+      body: { content: 'hi there' },
+    });
     expect(res.status).toBe(202);
     expect(field(res.body, 'turnId')).toMatch(/^t_/);
-    expect(field(res.body, 'message')).toMatchObject({ role: 'user', content: 'hi there', sessionId: id });
+    expect(field(res.body, 'message')).toMatchObject({
+      role: 'user',
+      content: 'hi there',
+      sessionId: id,
+    });
     const messages = await waitFor(async () => {
       const list = await s.call('GET', `/v1/sessions/${id}/messages`);
       const all = field(list.body, 'messages') as unknown[];
@@ -79,7 +87,15 @@ describe('HTTP API: sessions, messages and framing', () => {
 
   it('refuses bad message bodies with 400 invalid_request', async () => {
     const id = await newSession();
-    for (const body of [{}, { content: '' }, { content: '   ' }, { content: 7 }, { content: 'x', extra: 1 }, [], 'text']) {
+    for (const body of [
+      {},
+      { content: '' },
+      { content: '   ' },
+      { content: 7 },
+      { content: 'x', extra: 1 },
+      [],
+      'text',
+    ]) {
       const res = await s.call('POST', `/v1/sessions/${id}/messages`, { body });
       expect(res.status, JSON.stringify(body)).toBe(400);
       expect(errorCode(res.body)).toBe('invalid_request');
@@ -121,7 +137,9 @@ describe('HTTP API: sessions, messages and framing', () => {
   });
 
   it('answers a body over 1 MiB with 413 payload_too_large', async () => {
-    const res = await s.call('POST', '/v1/sessions', { raw: JSON.stringify({ title: 'x'.repeat(1024 * 1024) }) });
+    const res = await s.call('POST', '/v1/sessions', {
+      raw: JSON.stringify({ title: 'x'.repeat(1024 * 1024) }),
+    });
     expect(res.status).toBe(413);
     expect(errorCode(res.body)).toBe('payload_too_large');
   });

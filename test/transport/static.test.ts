@@ -7,16 +7,20 @@ import { errorCode, startServer, type TestServer } from './helpers.js';
 
 /** A GET with the path sent exactly as written (fetch would normalise `..`). */
 function rawGet(url: string, path: string, method = 'GET') {
-  return new Promise<{ status: number; type: string | undefined; body: string }>((resolve, reject) => {
-    const req = request(`${url}${path}`, { method, path }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (chunk: string) => (body += chunk));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, type: res.headers['content-type'], body }));
-    });
-    req.on('error', reject);
-    req.end();
-  });
+  return new Promise<{ status: number; type: string | undefined; body: string }>(
+    (resolve, reject) => {
+      const req = request(`${url}${path}`, { method, path }, (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (chunk: string) => (body += chunk));
+        res.on('end', () =>
+          resolve({ status: res.statusCode ?? 0, type: res.headers['content-type'], body }),
+        );
+      });
+      req.on('error', reject);
+      req.end();
+    },
+  );
 }
 
 describe('dashboard files', () => {
@@ -44,8 +48,15 @@ describe('dashboard files', () => {
     const index = await rawGet(s.url, '/?token=abc');
     expect(index).toMatchObject({ status: 200, type: 'text/html; charset=utf-8' });
     expect(index.body).toContain('<title>Baton</title>');
-    expect(await rawGet(s.url, '/app.js')).toMatchObject({ status: 200, type: 'text/javascript; charset=utf-8', body: 'console.log(1)' });
-    expect(await rawGet(s.url, '/style.css')).toMatchObject({ status: 200, type: 'text/css; charset=utf-8' });
+    expect(await rawGet(s.url, '/app.js')).toMatchObject({
+      status: 200,
+      type: 'text/javascript; charset=utf-8',
+      body: 'console.log(1)',
+    });
+    expect(await rawGet(s.url, '/style.css')).toMatchObject({
+      status: 200,
+      type: 'text/css; charset=utf-8',
+    });
     expect(await rawGet(s.url, '/docs/')).toMatchObject({ status: 200, body: 'docs' });
     expect(await rawGet(s.url, '/app.js', 'HEAD')).toMatchObject({ status: 200, body: '' });
   });
