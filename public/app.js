@@ -146,7 +146,9 @@ function onFrame(frame) {
       if (frame.data?.message) chat.addMessage(frame.data.message);
       return;
     case 'job.created':
-      if (frame.jobId) refreshJobSoon(frame.jobId);
+      if (!frame.jobId) return;
+      jobs.created(frame.jobId, sid, /** @type {any} */ (frame.data), frame.at);
+      refreshJobSoon(frame.jobId);
       return;
     case 'job.state':
       if (!frame.jobId) return;

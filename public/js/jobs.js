@@ -95,6 +95,34 @@ export class JobsView {
     });
   }
 
+  /**
+   * A `job.created` frame: the card appears with its command before the job is read.
+   * @param {string} jobId
+   * @param {string} sessionId
+   * @param {{ command?: string | null, name?: string | null, external?: boolean }} data
+   * @param {string} at
+   */
+  created(jobId, sessionId, data, at) {
+    if (this.jobs.has(jobId)) return;
+    this.upsert({
+      id: jobId,
+      sessionId,
+      command: data.command ?? null,
+      name: data.name ?? null,
+      external: data.external ?? false,
+      state: 'running',
+      outcome: null,
+      exitCode: null,
+      attempts: 0,
+      output: '',
+      createdAt: at,
+      finishedAt: null,
+      followedUpAt: null,
+      history: [],
+      why: '',
+    });
+  }
+
   /** @param {Job} job @returns {Card} */
   build(job) {
     /** @type {Record<string, HTMLElement>} */
