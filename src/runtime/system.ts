@@ -60,7 +60,7 @@ export class Baton {
   private readonly workDir: string;
   private closing: Promise<void> | null = null;
 
-  constructor(private readonly options: BatonOptions) {
+  constructor(options: BatonOptions) {
     this.store = options.store;
     this.agent = options.agent;
     this.policy = resolvePolicy(options.policy);
