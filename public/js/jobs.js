@@ -57,11 +57,12 @@ export class JobsView {
       card = this.build(job);
       this.cards.set(job.id, card);
       this.empty.remove();
-      // Newest first.
-      const after = [...this.cards.entries()].find(
-        ([id]) => id !== job.id && (this.jobs.get(id)?.createdAt ?? '') < job.createdAt,
-      );
-      this.list.insertBefore(card.el, after ? after[1].el : null);
+      // Newest first: before the first card (in page order) that is older.
+      const older = [...this.list.children].find((el) => {
+        const id = el.getAttribute('data-job-id');
+        return id !== null && id !== job.id && (this.jobs.get(id)?.createdAt ?? '') < job.createdAt;
+      });
+      this.list.insertBefore(card.el, older ?? null);
     }
     this.render(card, job);
   }

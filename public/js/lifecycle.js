@@ -36,6 +36,8 @@ const EDGES = /** @type {[string, string, string][]} */ ([
   ['continuing', 'retrying', `M${col(3) + 60} ${TOP + H} L${col(3) + 26} ${BOTTOM - 2}`],
   ['retrying', 'awaitingIdleSession', `M${col(2.5) + 18} ${BOTTOM} L${col(2) + 52} ${TOP + H + 2}`],
   ['continuing', 'failed', `M${col(3) + 86} ${TOP + H} L${col(4) + 20} ${BOTTOM - 2}`],
+  // POST /v1/jobs/:id/retry re-drives a failed job: drawn around the bottom, dashed until taken.
+  ['failed', 'awaitingIdleSession', `M${col(4) + 50} ${BOTTOM + H} V${BOTTOM + H + 12} H${col(2) + 30} V${TOP + H + 2}`],
 ]);
 
 /**
@@ -44,7 +46,13 @@ const EDGES = /** @type {[string, string, string][]} */ ([
  */
 export function lifecycleSvg() {
   const edges = EDGES.map(([from, to, d]) =>
-    s('path', { d, class: 'edge', 'data-from': from, 'data-to': to, 'marker-end': 'url(#arrow)' }),
+    s('path', {
+      d,
+      class: from === 'failed' ? 'edge manual' : 'edge',
+      'data-from': from,
+      'data-to': to,
+      'marker-end': 'url(#arrow)',
+    }),
   );
   const nodes = Object.entries(NODES).map(([state, node]) =>
     s(
@@ -64,11 +72,13 @@ export function lifecycleSvg() {
   );
   return s(
     'svg',
-    { class: 'lifecycle', viewBox: '0 0 564 146', role: 'img', 'data-testid': 'job-lifecycle' },
+    { class: 'lifecycle', viewBox: '0 0 564 156', role: 'img', 'data-testid': 'job-lifecycle' },
     s('title', { text: 'job lifecycle' }),
     ...edges,
     ...nodes,
-    s('text', { x: col(0), y: 141, class: 'caption', text: 'cancelled · skipped: from any unfinished state' }),
+    s('text', { x: col(0), y: 140, class: 'caption', text: 'cancelled · skipped: from any' }),
+    s('text', { x: col(0), y: 153, class: 'caption', text: 'unfinished state' }),
+    s('text', { x: col(3) - 4, y: BOTTOM + H + 24, class: 'caption', text: 'retry (button)' }),
   );
 }
 

@@ -109,9 +109,14 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   app.decorateRequest('owner', '');
   app.addHook('onRequest', async (request) => {
     if (closing) throw new TransportError('shutting_down', 'the service is shutting down');
-    const path = request.url.split('?', 1)[0] ?? '';
-    const needsToken = (path.startsWith('/v1/') && !OPEN_PATHS.has(path)) || path === '/metrics';
-    if (!needsToken || path === EVENTS_PATH) return;
+    // Decided by the matched route, not the raw URL, so that no spelling of a
+    // path (absolute-form, encoded) reaches a route without its token check.
+    // Unmatched /v1 paths ask for a token too, so that 401 comes before 404.
+    const route = request.routeOptions.url ?? request.url.split('?', 1)[0] ?? '';
+    const needsToken =
+      (route.startsWith('/v1/') && !OPEN_PATHS.has(route) && route !== EVENTS_PATH) ||
+      route === '/metrics';
+    if (!needsToken) return;
     const owner = auth.ownerOfHeader(request.headers.authorization);
     if (!owner) {
       throw new TransportError('unauthorized', 'send Authorization: Bearer <token>');

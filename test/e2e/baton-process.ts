@@ -31,6 +31,8 @@ export interface StartOptions {
   port: number;
   /** How long to wait for the listening line. @defaultValue 30000 */
   timeoutMs?: number;
+  /** Agent and policy options. @defaultValue ['--agent', 'offline'] */
+  extraArgs?: string[];
 }
 
 interface ListeningLine {
@@ -40,7 +42,7 @@ interface ListeningLine {
   dashboard?: unknown;
 }
 
-/** Starts `node --import tsx src/cli.ts serve --agent offline --port <port> --data <dir>`. */
+/** Starts `node --import tsx src/cli.ts serve --agent offline --port <port> --data <dir>` (or other `extraArgs`). */
 export async function startBaton(options: StartOptions): Promise<BatonProcess> {
   // The service must not pick up a developer's token, agent or port from the environment.
   const env: NodeJS.ProcessEnv = {};
@@ -55,8 +57,7 @@ export async function startBaton(options: StartOptions): Promise<BatonProcess> {
       'tsx',
       'src/cli.ts',
       'serve',
-      '--agent',
-      'offline',
+      ...(options.extraArgs ?? ['--agent', 'offline']),
       '--host',
       '127.0.0.1',
       '--port',

@@ -1,3 +1,4 @@
+import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { waitFor } from '../support/wait.js';
 import { errorCode, field, startServer, TOKENS, type TestServer } from './helpers.js';
@@ -128,6 +129,21 @@ describe('HTTP API: sessions, messages and framing', () => {
       expect(errorCode(res.body)).toBe('unauthorized');
       expect(res.headers.get('www-authenticate')).toBe('Bearer');
     }
+  });
+
+  it('asks for a token however the path is spelt (absolute-form request line)', async () => {
+    const { port } = new URL(s.url);
+    const target = `${s.url}/v1/sessions`;
+    const head = await new Promise<string>((resolve, reject) => {
+      const socket = connect(Number(port), '127.0.0.1', () =>
+        socket.write(`GET ${target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`),
+      );
+      let text = '';
+      socket.on('data', (chunk: Buffer) => (text += chunk.toString()));
+      socket.on('end', () => resolve(text));
+      socket.on('error', reject);
+    });
+    expect(head.split('\r\n')[0]).toBe('HTTP/1.1 401 Unauthorized');
   });
 
   it('answers malformed JSON with 400 invalid_json', async () => {

@@ -1,0 +1,292 @@
+/**
+ * The SQL of the PostgreSQL store, the rows it reads and how they map to the
+ * store's types, and which server errors mean "cannot write". Kept apart from
+ * `postgres.ts`, which holds the connection handling and the commit queue.
+ */
+import pg from 'pg';
+import type { CustomTypesConfig } from 'pg';
+import { StoreWriteError } from './store.js';
+import type {
+  JobHistoryEntry,
+  JobProcessInfo,
+  JobRow,
+  JobWrite,
+  MessageRole,
+  MessageRow,
+  SessionRow,
+  StoredEvent,
+} from './store.js';
+
+/** A row of `sessions` as selected. */
+export interface SessionRecord {
+  id: string;
+  owner: string;
+  title: string;
+  system_prompt: string | null;
+  created_at: string;
+}
+
+/** A row of `messages` with the ids of the jobs it answers, in order. */
+export interface MessageRecord {
+  id: string;
+  session_id: string;
+  owner: string;
+  role: string;
+  content: string;
+  /** JSON text: the pool's type parsers leave `json` columns unparsed. */
+  metadata: string;
+  created_at: string;
+  answers_jobs: string[];
+}
+
+/** A row of `jobs`; the `json` columns arrive as text. */
+export interface JobRecord {
+  id: string;
+  session_id: string;
+  owner: string;
+  command: string | null;
+  cwd: string | null;
+  timeout_s: number | null;
+  external: boolean;
+  name: string | null;
+  state: string;
+  outcome: string | null;
+  exit_code: number | null;
+  attempts: number;
+  output: string;
+  created_at: string;
+  finished_at: string | null;
+  followed_up_at: string | null;
+  history: string;
+  why: string;
+  snapshot: string;
+  process: string | null;
+  version: number;
+}
+
+/** A row of `events`; `seq` is a bigint, which the pool parses to a number. */
+export interface EventRecord {
+  owner: string;
+  seq: number;
+  at: string;
+  type: string;
+  session_id: string | null;
+  job_id: string | null;
+  turn_id: string | null;
+  data: string;
+}
+
+const INT8_OID = 20;
+const JSON_OID = 114;
+
+/**
+ * Type parsers of the store's pool, apart from pg's process-wide registry so
+ * that nobody else's `setTypeParser` changes what the store reads. bigint
+ * (seq) becomes a number: a per-owner counter never nears 2^53. `json` stays
+ * text and is parsed by the mappers below, as the SQLite store does.
+ */
+export function storeTypes(): CustomTypesConfig {
+  const types = new pg.TypeOverrides();
+  types.setTypeParser(INT8_OID, (value: string) => Number(value));
+  types.setTypeParser(JSON_OID, (value: string) => value);
+  return types;
+}
+
+const JOB_COLUMNS = `id, session_id, owner, command, cwd, timeout_s, external, name, state, outcome,
+  exit_code, attempts, output, created_at, finished_at, followed_up_at, history, why, snapshot,
+  process, version`;
+
+const EVENT_COLUMNS = 'owner, seq, at, type, session_id, job_id, turn_id, data';
+
+/** Every statement of the store, qualified with the quoted schema `s`. */
+export function statements(s: string) {
+  return {
+    insertSession: `INSERT INTO ${s}.sessions (id, owner, title, system_prompt, created_at)
+      VALUES ($1, $2, $3, $4, $5)`,
+    // The first deletion time wins: deleting twice must not move it.
+    deleteSession: `UPDATE ${s}.sessions SET deleted_at = $1 WHERE id = $2 AND deleted_at IS NULL`,
+    getSession: `SELECT id, owner, title, system_prompt, created_at FROM ${s}.sessions
+      WHERE id = $1 AND deleted_at IS NULL`,
+    listSessions: `SELECT id, owner, title, system_prompt, created_at FROM ${s}.sessions
+      WHERE owner = $1 AND deleted_at IS NULL ORDER BY created_at, id`,
+    insertMessage: `INSERT INTO ${s}.messages (id, session_id, owner, role, content, metadata, created_at)
+      VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+    // DO NOTHING rather than an error: the transaction stays usable, and a
+    // concurrent insert of the same job id waits for the other commit first,
+    // so "no row" means "already answered" in every interleaving.
+    insertFollowUp: `INSERT INTO ${s}.follow_ups (job_id, message_id, position) VALUES ($1, $2, $3)
+      ON CONFLICT (job_id) DO NOTHING`,
+    listMessages: `SELECT m.id, m.session_id, m.owner, m.role, m.content, m.metadata, m.created_at,
+        ARRAY(SELECT f.job_id FROM ${s}.follow_ups f WHERE f.message_id = m.id ORDER BY f.position)
+          AS answers_jobs
+      FROM ${s}.messages m WHERE m.session_id = $1 ORDER BY m.ordinal`,
+    insertJob: `INSERT INTO ${s}.jobs (${JOB_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9,
+        $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, 1)
+      ON CONFLICT (id) DO NOTHING`,
+    // In READ COMMITTED a row changed by a concurrent commit is re-checked
+    // against this WHERE once that commit is done: a stale version matches no
+    // row, which is what makes `version` a fencing token across processes.
+    updateJob: `UPDATE ${s}.jobs SET session_id = $2, owner = $3, command = $4, cwd = $5,
+        timeout_s = $6, external = $7, name = $8, state = $9, outcome = $10, exit_code = $11,
+        attempts = $12, output = $13, created_at = $14, finished_at = $15, followed_up_at = $16,
+        history = $17, why = $18, snapshot = $19, process = $20, version = version + 1
+      WHERE id = $1 AND version = $21
+      RETURNING version`,
+    getJob: `SELECT ${JOB_COLUMNS} FROM ${s}.jobs WHERE id = $1`,
+    listJobs: (where: string) =>
+      `SELECT ${JOB_COLUMNS} FROM ${s}.jobs ${where} ORDER BY created_at, id`,
+    // One row per owner of the batch, taken in a fixed order so that two
+    // processes locking the same owners cannot deadlock on them.
+    bumpSeqs: `INSERT INTO ${s}.owner_seq AS o (owner, last_seq)
+        SELECT owner, n FROM unnest($1::text[], $2::bigint[]) AS c (owner, n)
+        ORDER BY owner COLLATE "C"
+      ON CONFLICT (owner) DO UPDATE SET last_seq = o.last_seq + EXCLUDED.last_seq
+      RETURNING owner, last_seq`,
+    insertEvents: `INSERT INTO ${s}.events (${EVENT_COLUMNS})
+      SELECT owner, seq, at, type, session_id, job_id, turn_id, data::json
+      FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[],
+        $7::text[], $8::text[]) AS e (owner, seq, at, type, session_id, job_id, turn_id, data)`,
+    readEvents: `SELECT ${EVENT_COLUMNS} FROM ${s}.events
+      WHERE owner = $1 AND seq > $2 ORDER BY seq LIMIT $3`,
+    readSessionEvents: `SELECT ${EVENT_COLUMNS} FROM ${s}.events
+      WHERE owner = $1 AND session_id = $2 AND seq > $3 ORDER BY seq LIMIT $4`,
+    lastSeq: `SELECT last_seq FROM ${s}.owner_seq WHERE owner = $1`,
+  };
+}
+
+/** The store's statements for one schema. */
+export type Statements = ReturnType<typeof statements>;
+
+/** The parameters of `insertJob` and the first twenty of `updateJob`, in column order. */
+export function jobParams(row: JobWrite['row']): unknown[] {
+  return [
+    row.id,
+    row.sessionId,
+    row.owner,
+    row.command,
+    row.cwd,
+    row.timeoutS,
+    row.external,
+    row.name,
+    row.state,
+    row.outcome,
+    row.exitCode,
+    row.attempts,
+    row.output,
+    row.createdAt,
+    row.finishedAt,
+    row.followedUpAt,
+    JSON.stringify(row.history),
+    row.why,
+    // JSON has no `undefined`; a missing snapshot is stored as null.
+    JSON.stringify(row.snapshot ?? null),
+    row.process === null ? null : JSON.stringify(row.process),
+  ];
+}
+
+export function toSession(r: SessionRecord): SessionRow {
+  return {
+    id: r.id,
+    owner: r.owner,
+    title: r.title,
+    systemPrompt: r.system_prompt,
+    createdAt: r.created_at,
+  };
+}
+
+export function toMessage(r: MessageRecord): MessageRow {
+  const message: MessageRow = {
+    id: r.id,
+    sessionId: r.session_id,
+    owner: r.owner,
+    role: r.role as MessageRole,
+    content: r.content,
+    metadata: JSON.parse(r.metadata) as Record<string, unknown>,
+    createdAt: r.created_at,
+  };
+  if (r.answers_jobs.length > 0) message.answersJobs = r.answers_jobs;
+  return message;
+}
+
+export function toJob(r: JobRecord): JobRow {
+  return {
+    id: r.id,
+    sessionId: r.session_id,
+    owner: r.owner,
+    command: r.command,
+    cwd: r.cwd,
+    timeoutS: r.timeout_s,
+    external: r.external,
+    name: r.name,
+    state: r.state,
+    outcome: r.outcome,
+    exitCode: r.exit_code,
+    attempts: r.attempts,
+    output: r.output,
+    createdAt: r.created_at,
+    finishedAt: r.finished_at,
+    followedUpAt: r.followed_up_at,
+    history: JSON.parse(r.history) as JobHistoryEntry[],
+    why: r.why,
+    snapshot: JSON.parse(r.snapshot) as unknown,
+    process: r.process === null ? null : (JSON.parse(r.process) as JobProcessInfo),
+    version: r.version,
+  };
+}
+
+export function toEvent(r: EventRecord): StoredEvent {
+  return {
+    owner: r.owner,
+    seq: r.seq,
+    at: r.at,
+    type: r.type,
+    sessionId: r.session_id,
+    jobId: r.job_id,
+    turnId: r.turn_id,
+    data: JSON.parse(r.data) as Record<string, unknown>,
+  };
+}
+
+/**
+ * SQLSTATE classes and codes meaning the server cannot take the write at all,
+ * as opposed to a bug in what was written: connection exceptions (08), auth
+ * (28), insufficient resources such as a full disk (53), operator
+ * intervention such as an admin shutdown or a statement timeout (57), system
+ * I/O errors (58), internal errors such as corruption (XX), a read-only
+ * transaction (25006), a lock wait past lock_timeout (55P03) and a missing
+ * database (3D000).
+ */
+const UNAVAILABLE_SQLSTATE = /^(08|28|53|57|58|XX)|^(25006|55P03|3D000)$/;
+
+/** Errors pg raises without a SQLSTATE when the connection itself is gone. */
+const CONNECTION_LOST =
+  /^(Connection terminated|timeout exceeded when trying to connect|Client (was closed|has encountered a connection error) and is not queryable|Cannot use a pool after calling end)/;
+
+function errorCode(err: unknown): string | undefined {
+  if (typeof err !== 'object' || err === null || !('code' in err)) return undefined;
+  return typeof err.code === 'string' ? err.code : undefined;
+}
+
+/** True when `err` means the database cannot be reached or cannot write. */
+export function isUnavailable(err: unknown): boolean {
+  if (err instanceof pg.DatabaseError) return UNAVAILABLE_SQLSTATE.test(err.code ?? '');
+  // A socket error (ECONNREFUSED, ECONNRESET, ETIMEDOUT, ENOTFOUND…).
+  if (/^E[A-Z]+$/.test(errorCode(err) ?? '')) return true;
+  return err instanceof Error && CONNECTION_LOST.test(err.message);
+}
+
+/**
+ * True when the transaction lost a race that the server resolved by aborting
+ * it (deadlock, serialization failure): nothing was written, and running the
+ * same transaction again is correct.
+ */
+export function isRetryable(err: unknown): boolean {
+  return err instanceof pg.DatabaseError && (err.code === '40P01' || err.code === '40001');
+}
+
+/** Turns "the database cannot write" failures into {@link StoreWriteError}; leaves the rest. */
+export function toStoreError(err: unknown): unknown {
+  if (err instanceof StoreWriteError || !isUnavailable(err)) return err;
+  const message = err instanceof Error ? err.message : String(err);
+  return new StoreWriteError(`PostgreSQL store cannot write: ${message}`, { cause: err });
+}
