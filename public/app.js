@@ -3,14 +3,13 @@
 
 import { createApi, initialToken, saveToken } from './js/api.js';
 import { ChatView } from './js/chat.js';
-import { clock, h } from './js/dom.js';
 import { EventFeed } from './js/feed.js';
 import { JobsView } from './js/jobs.js';
+import { lockText, renderSessionList } from './js/sessions.js';
 
 /** @typedef {import('./js/feed.js').Frame} Frame */
-/** @typedef {{ lock: 'idle' | 'busy', holder: { kind: string, id: string, since: string } | null,
- *   queue: { kind: string, id: string }[] }} Lock */
-/** @typedef {{ id: string, title: string, createdAt: string, lock?: Lock }} Session */
+/** @typedef {import('./js/sessions.js').Lock} Lock */
+/** @typedef {import('./js/sessions.js').Session} Session */
 
 const $ = (/** @type {string} */ id) => /** @type {HTMLElement} */ (document.getElementById(id));
 const el = {
@@ -249,44 +248,11 @@ function setLock(id, lock) {
   if (id === currentId) renderLock();
 }
 
-/** @param {Lock | undefined} lock @param {boolean} [long] */
-function lockText(lock, long = false) {
-  if (!lock) return '…';
-  if (lock.lock !== 'busy' || !lock.holder) return 'idle';
-  const holder = lock.holder;
-  const who = holder.kind === 'live' ? `live turn ${holder.id}` : `follow-up of ${holder.id}`;
-  const queue = lock.queue ?? [];
-  if (!long) return `busy · ${holder.kind === 'live' ? 'live' : 'follow-up'}${queue.length ? ` · ${queue.length} queued` : ''}`;
-  const waiting = queue.length ? `; queue: ${queue.map((w) => `${w.kind} ${w.id}`).join(', ')}` : '; queue empty';
-  return `busy: ${who} holds it since ${clock(holder.since)}${waiting}`;
-}
-
 function renderSessions() {
-  const items = [...sessions.values()]
-    .sort((a, b) => (a.createdAt < b.createdAt ? 1 : -1))
-    .map((session) => {
-      const lock = session.lock?.lock ?? 'unknown';
-      const current = session.id === currentId;
-      return h(
-        'li',
-        { 'data-testid': 'session-item', 'data-session-id': session.id, 'data-lock': lock, class: current ? 'current' : '' },
-        h(
-          'button',
-          { type: 'button', class: 'select', 'aria-current': current ? 'true' : null, onclick: () => void select(session.id) },
-          h('span', { class: 'title', text: session.title || 'Untitled' }),
-          h('span', { class: `lock lock-${lock}`, 'data-testid': 'session-item-lock', title: lockText(session.lock, true), text: lockText(session.lock) }),
-        ),
-        h('button', {
-          type: 'button',
-          class: 'delete',
-          'data-testid': 'delete-session',
-          'aria-label': `Delete session ${session.title || session.id}`,
-          text: '×',
-          onclick: () => void deleteSession(session),
-        }),
-      );
-    });
-  el.sessions.replaceChildren(...(items.length ? items : [h('li', { class: 'muted', text: 'No sessions yet.' })]));
+  renderSessionList(el.sessions, sessions.values(), currentId, {
+    select: (id) => void select(id),
+    remove: (session) => void deleteSession(session),
+  });
 }
 
 function renderLock() {

@@ -50,7 +50,7 @@ export class ChatView {
     this.actions = actions;
     /** @type {Map<string, HTMLElement>} stored messages by id */
     this.shown = new Map();
-    /** @type {Map<string, { el: HTMLElement, text: HTMLElement, tools: HTMLElement, status: HTMLElement }>} */
+    /** @type {Map<string, { el: HTMLElement, who: HTMLElement, text: HTMLElement, tools: HTMLElement, status: HTMLElement }>} */
     this.streams = new Map();
     /** @type {Set<string>} turns or jobs whose message is already stored: late deltas are dropped */
     this.done = new Set();
@@ -171,6 +171,7 @@ export class ChatView {
     if (!stream && create) {
       const follow = atBottom(this.list);
       const label = frame.turnId ? 'Agent · writing' : `Agent · continuing after job ${frame.jobId}`;
+      const who = h('span', { class: 'who', text: label });
       const status = h('span', { class: 'muted', text: '' });
       const text = h('div', { class: 'content' });
       const tools = h('div', { class: 'tools' });
@@ -184,11 +185,11 @@ export class ChatView {
           'aria-label': 'Reply being written',
           'aria-busy': 'true',
         },
-        h('header', {}, h('span', { class: 'who', text: label }), status),
+        h('header', {}, who, status),
         text,
         tools,
       );
-      stream = { el, text, tools, status };
+      stream = { el, who, text, tools, status };
       this.streams.set(key, stream);
       this.list.append(el);
       this.scrollDown(follow);
@@ -247,7 +248,9 @@ export class ChatView {
     stream.el.setAttribute('data-testid', 'turn-error');
     stream.el.setAttribute('aria-busy', 'false');
     stream.el.classList.add('failed');
-    stream.status.textContent = ` · stopped: ${error}`;
+    stream.who.textContent = key.startsWith('t:') ? 'Agent · turn stopped' : 'Agent · follow-up attempt stopped';
+    stream.status.textContent = '';
+    stream.el.append(h('p', { class: 'error', text: error }));
   }
 
   /** @param {boolean} follow */

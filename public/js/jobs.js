@@ -181,10 +181,12 @@ export class JobsView {
       `started ${clock(job.createdAt)} · finished ${clock(job.finishedAt)} · followed up ${clock(job.followedUpAt)}`,
     );
     const output = f['output'];
-    if (output && output.textContent !== (job.output || '')) {
-      output.textContent = job.output || '';
+    if (output) {
       output.classList.toggle('none', !job.output);
-      output.scrollTop = output.scrollHeight;
+      if (output.textContent !== (job.output || '')) {
+        output.textContent = job.output || '';
+        output.scrollTop = output.scrollHeight;
+      }
     }
     updateLifecycle(card.svg, job.state, job.history ?? []);
     card.cancel.disabled = FINAL_STATES.has(job.state);

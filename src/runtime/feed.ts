@@ -31,6 +31,7 @@ export function toFrame(event: StoredEvent): FeedFrame {
  */
 export class Feed {
   private readonly listeners = new Map<string, Set<FeedListener>>();
+  private readonly everyOwner = new Set<(owner: string, frame: FeedFrame) => void>();
 
   subscribe(owner: string, listener: FeedListener): () => void {
     let set = this.listeners.get(owner);
@@ -44,6 +45,12 @@ export class Feed {
       current?.delete(listener);
       if (current && current.size === 0) this.listeners.delete(owner);
     };
+  }
+
+  /** Sees every owner's frames (metrics); never exposed to a client. */
+  subscribeAll(listener: (owner: string, frame: FeedFrame) => void): () => void {
+    this.everyOwner.add(listener);
+    return () => this.everyOwner.delete(listener);
   }
 
   /** Fans out committed events, in commit order. */
@@ -64,6 +71,13 @@ export class Feed {
   }
 
   private emit(owner: string, frame: FeedFrame): void {
+    for (const listener of this.everyOwner) {
+      try {
+        listener(owner, frame);
+      } catch {
+        // Same as below: one broken listener must not stop the others.
+      }
+    }
     const set = this.listeners.get(owner);
     if (!set) return;
     for (const listener of [...set]) {

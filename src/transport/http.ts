@@ -86,7 +86,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     },
   });
   const log = deps.logger || undefined;
-  const metrics = createMetrics(baton, auth.owners());
+  const metrics = createMetrics(baton);
 
   // JSON is the only body type. An empty body is "no body", so that a bare
   // `POST /v1/jobs/:id/cancel` with a JSON content type is fine.

@@ -25,11 +25,10 @@ const MAX_TRACKED = 10_000;
 
 /**
  * Creates the registry. Follow-up latency, attempts and lock waits are
- * derived from the feed's durable events of `owners` (every owner that holds
- * a token, so every owner whose work can exist); jobs by state are counted
- * from the store at scrape time.
+ * derived from the feed's durable events of every owner; jobs by state are
+ * counted from the store at scrape time.
  */
-export function createMetrics(baton: Baton, owners: readonly string[]): TransportMetrics {
+export function createMetrics(baton: Baton): TransportMetrics {
   const registry = new Registry();
   const feedClients = new Gauge({
     name: 'baton_feed_clients',
@@ -126,7 +125,7 @@ export function createMetrics(baton: Baton, owners: readonly string[]): Transpor
       waiting.delete(`turn:${frame.turnId}`);
     }
   };
-  const unsubscribes = owners.map((owner) => baton.feed.subscribe(owner, onFrame));
+  const unsubscribes = [baton.feed.subscribeAll((_owner, frame) => onFrame(frame))];
 
   return {
     registry,

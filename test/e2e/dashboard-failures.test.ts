@@ -1,0 +1,134 @@
+/**
+ * The dashboard when things go wrong: an agent that cannot be reached (an
+ * `sse` agent on a closed port), so that follow-ups retry, fail and leave a
+ * notice; retry and cancel from the page; a live turn that fails.
+ */
+
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Browser, Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startBaton } from './baton-process.js';
+import type { BatonProcess } from './baton-process.js';
+import {
+  apiClient,
+  createSessionInPage,
+  DOM_PROBE,
+  expectShownExactlyAsStored,
+  launchChromium,
+  statesShown,
+  waitForFeed,
+} from './page-helpers.js';
+import type { ApiJob } from './page-helpers.js';
+
+let dataDir = '';
+let server: BatonProcess | null = null;
+let browser: Browser | null = null;
+let page: Page;
+let sessionId = '';
+
+function live(): BatonProcess {
+  if (!server) throw new Error('the server is not running');
+  return server;
+}
+const api = apiClient(live);
+
+beforeAll(async () => {
+  browser = await launchChromium();
+  dataDir = mkdtempSync(join(tmpdir(), 'baton-e2e-fail-'));
+  server = await startBaton({
+    dataDir,
+    port: 0,
+    extraArgs: [
+      '--agent',
+      'sse',
+      '--agent-url',
+      'http://127.0.0.1:9/agent',
+      '--max-attempts',
+      '2',
+      '--retry-base-ms',
+      '300',
+      '--retry-max-ms',
+      '600',
+    ],
+  });
+  page = await browser.newPage({ viewport: { width: 1440, height: 900 } });
+  page.on('pageerror', (error) => console.error('page error:', error));
+  await page.goto(live().dashboard);
+  await waitForFeed(page, 'live');
+  sessionId = await createSessionInPage(page, 'unreachable agent');
+  await page.evaluate(DOM_PROBE);
+});
+
+afterAll(async () => {
+  await browser?.close().catch(() => undefined);
+  await server?.stop();
+  if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+});
+
+describe('dashboard with a failing agent', () => {
+  it('shows the retries, the failed state and the failure notice, and retries from the notice', async () => {
+    const job = await api<ApiJob>('POST', `/v1/sessions/${sessionId}/jobs`, { command: 'echo x' });
+    const card = page.locator(`[data-testid=job-card][data-job-id="${job.id}"]`);
+    await page.waitForSelector(`[data-testid=job-card][data-job-id="${job.id}"][data-state=failed]`);
+
+    expect(await statesShown(page, job.id)).toEqual([
+      'running',
+      'completed',
+      'awaitingIdleSession',
+      'continuing',
+      'retrying',
+      'awaitingIdleSession',
+      'continuing',
+      'failed',
+    ]);
+    expect(await card.locator('[data-node=failed]').getAttribute('data-current')).toBe('true');
+    expect(await card.locator('[data-node=retrying]').getAttribute('data-visited')).toBe('true');
+    expect(await card.locator('[data-node=followedUp]').getAttribute('data-visited')).toBe('false');
+    expect(await card.locator('path[data-from=continuing][data-to=retrying]').getAttribute('class')).toContain('taken');
+    await card.getByTestId('job-exit-code').getByText('0', { exact: true }).waitFor({ timeout: 5_000 });
+    expect(await card.getByTestId('job-attempts').textContent()).toBe('2');
+    expect(await card.getByTestId('job-why').textContent()).toContain('gave up after 2 attempts');
+    expect(await card.getByTestId('job-retry').isEnabled()).toBe(true);
+    expect(await card.getByTestId('job-cancel').isDisabled()).toBe(true);
+
+    const notice = page.getByRole('note', { name: 'Follow-up failed' });
+    await notice.waitFor();
+    expect(await notice.getAttribute('data-kind')).toBe('notice');
+    expect(await notice.textContent()).toContain(job.id);
+
+    await notice.getByRole('button', { name: 'Retry follow-up' }).click();
+    await page.getByRole('note', { name: 'Follow-up failed' }).nth(1).waitFor({ timeout: 15_000 });
+    await page.waitForSelector(`[data-testid=job-card][data-job-id="${job.id}"][data-state=failed]`);
+    const seen = await statesShown(page, job.id);
+    expect(seen.slice(7, 9)).toEqual(['failed', 'awaitingIdleSession']);
+    expect(seen.at(-1)).toBe('failed');
+    expect(await card.locator('path[data-from=failed][data-to=awaitingIdleSession]').getAttribute('class')).toContain(
+      'taken',
+    );
+    await expectShownExactlyAsStored(page, api, sessionId);
+  });
+
+  it('cancels a running job from its card', async () => {
+    const job = await api<ApiJob>('POST', `/v1/sessions/${sessionId}/jobs`, { command: 'sleep 30' });
+    const card = page.locator(`[data-testid=job-card][data-job-id="${job.id}"]`);
+    await page.waitForSelector(`[data-testid=job-card][data-job-id="${job.id}"][data-state=running]`);
+    await card.getByRole('button', { name: `Cancel job ${job.id}` }).click();
+    await page.waitForSelector(`[data-testid=job-card][data-job-id="${job.id}"][data-state=cancelled]`);
+    expect(await card.locator('[data-node=cancelled]').getAttribute('data-current')).toBe('true');
+    await card.getByTestId('job-outcome').getByText('cancelled').waitFor({ timeout: 5_000 });
+    expect(await card.getByTestId('job-cancel').isDisabled()).toBe(true);
+    expect((await api<ApiJob>('GET', `/v1/jobs/${job.id}`)).state).toBe('cancelled');
+  });
+
+  it('says when a live turn fails, without inventing a message', async () => {
+    await page.getByLabel('Message', { exact: true }).fill('hello?');
+    await page.getByRole('button', { name: 'Send' }).click();
+    const failed = page.getByTestId('turn-error');
+    await failed.waitFor({ timeout: 15_000 });
+    expect(await failed.textContent()).toContain('stopped');
+    expect(await failed.textContent()).toContain('connection to the agent failed');
+    await expectShownExactlyAsStored(page, api, sessionId);
+  });
+});
