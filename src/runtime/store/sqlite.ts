@@ -380,6 +380,8 @@ export class SqliteStore implements Store {
    * batch's promise settles only after the shared COMMIT is durable.
    */
   commit(batch: Batch): Promise<CommitResult> {
+    // Refused at once when closed, not one turn later with the group.
+    if (this.closed || !this.conn) return Promise.reject(toStoreError(this.unusable()));
     return new Promise((resolve, reject) => {
       this.pending.push({ batch, resolve, reject });
       if (this.pending.length === 1) setImmediate(() => this.flush());
@@ -459,6 +461,12 @@ export class SqliteStore implements Store {
     this.db = null;
     this.conn = null;
     db?.close();
+  }
+
+  private unusable(): StoreWriteError {
+    return new StoreWriteError(
+      this.closed ? 'SQLite store is closed' : 'SQLite store is not open: call init() first',
+    );
   }
 
   private use<T>(query: (c: Connection) => T): T {
