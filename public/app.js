@@ -34,7 +34,10 @@ const el = {
 };
 
 let token = initialToken();
-const api = createApi(() => token, () => askForToken('The service refused this token (401).'));
+const api = createApi(
+  () => token,
+  () => askForToken('The service refused this token (401).'),
+);
 
 /** @type {Map<string, Session>} */
 const sessions = new Map();
@@ -113,7 +116,8 @@ async function start() {
     const info = await api.info();
     el.who.textContent = `owner ${info.owner} · ${info.agent?.kind ?? '?'} agent`;
   } catch (error) {
-    if (/** @type {any} */ (error).status !== 401) say(`Cannot reach the service: ${errorText(error)}`);
+    if (/** @type {any} */ (error).status !== 401)
+      say(`Cannot reach the service: ${errorText(error)}`);
     if (/** @type {any} */ (error).status === 401) return;
   }
   sessions.clear();
@@ -174,7 +178,8 @@ function refreshJobSoon(/** @type {string} */ jobId) {
       const session = currentId;
       try {
         const job = await api.getJob(jobId);
-        if (session === currentId && job.sessionId === currentId && !changed(`job:${jobId}`)) jobs.upsert(job);
+        if (session === currentId && job.sessionId === currentId && !changed(`job:${jobId}`))
+          jobs.upsert(job);
       } catch {
         // Gone or unreachable: the next frame or resync tells.
       }
@@ -221,7 +226,11 @@ async function resync() {
   }
   renderSessions();
   const wanted = decodeURIComponent(location.hash.slice(1));
-  const next = sessions.has(wanted) ? wanted : currentId && sessions.has(currentId) ? currentId : (sessions.keys().next().value ?? null);
+  const next = sessions.has(wanted)
+    ? wanted
+    : currentId && sessions.has(currentId)
+      ? currentId
+      : (sessions.keys().next().value ?? null);
   await select(next, true);
 }
 
@@ -310,7 +319,12 @@ el.newSession.addEventListener('submit', async (event) => {
 
 /** @param {Session} session */
 async function deleteSession(session) {
-  if (!confirm(`Delete the session “${session.title || session.id}” with its messages? Its unfinished jobs end as skipped.`)) return;
+  if (
+    !confirm(
+      `Delete the session “${session.title || session.id}” with its messages? Its unfinished jobs end as skipped.`,
+    )
+  )
+    return;
   try {
     await api.deleteSession(session.id);
     removeSession(session.id);

@@ -87,7 +87,11 @@ export function createApi(getToken, onUnauthorized) {
     if (!response.ok) {
       if (response.status === 401) onUnauthorized();
       const error = data?.error ?? {};
-      throw new ApiError(response.status, error.code ?? 'http_error', error.message ?? `HTTP ${response.status}`);
+      throw new ApiError(
+        response.status,
+        error.code ?? 'http_error',
+        error.message ?? `HTTP ${response.status}`,
+      );
     }
     return data;
   }
@@ -104,7 +108,8 @@ export function createApi(getToken, onUnauthorized) {
     /** @param {string} sessionId */
     listMessages: (sessionId) => call('GET', `/v1/sessions/${id(sessionId)}/messages`),
     /** @param {string} sessionId @param {string} content */
-    sendMessage: (sessionId, content) => call('POST', `/v1/sessions/${id(sessionId)}/messages`, { content }),
+    sendMessage: (sessionId, content) =>
+      call('POST', `/v1/sessions/${id(sessionId)}/messages`, { content }),
     /** @param {string} sessionId */
     listJobs: (sessionId) => call('GET', `/v1/jobs?sessionId=${id(sessionId)}`),
     /** @param {string} jobId */

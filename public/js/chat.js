@@ -19,24 +19,38 @@ export function toolCard(event) {
   const exit = event.exitCode === null || event.exitCode === undefined ? null : event.exitCode;
   return h(
     'article',
-    { class: 'tool-card', 'data-testid': 'tool-card', 'aria-label': `Tool ${event.tool ?? 'call'}` },
+    {
+      class: 'tool-card',
+      'data-testid': 'tool-card',
+      'aria-label': `Tool ${event.tool ?? 'call'}`,
+    },
     h(
       'header',
       {},
       h('span', { class: 'tool-name', text: event.tool ?? 'tool' }),
-      event.round !== undefined ? h('span', { class: 'muted', text: ` · round ${event.round}` }) : null,
-      exit !== null ? h('span', { class: exit === 0 ? 'pill ok' : 'pill bad', text: `exit ${exit}` }) : null,
+      event.round !== undefined
+        ? h('span', { class: 'muted', text: ` · round ${event.round}` })
+        : null,
+      exit !== null
+        ? h('span', { class: exit === 0 ? 'pill ok' : 'pill bad', text: `exit ${exit}` })
+        : null,
     ),
     event.command ? h('pre', { class: 'tool-command' }, h('code', { text: event.command })) : null,
     event.output
-      ? h('details', {}, h('summary', { text: 'output' }), h('pre', { class: 'tool-output', text: event.output }))
+      ? h(
+          'details',
+          {},
+          h('summary', { text: 'output' }),
+          h('pre', { class: 'tool-output', text: event.output }),
+        )
       : null,
   );
 }
 
 /** @param {Record<string, any>} metadata @returns {string[]} */
 export function jobIdsOf(metadata) {
-  if (Array.isArray(metadata?.bgJobIds) && metadata.bgJobIds.length > 0) return metadata.bgJobIds.map(String);
+  if (Array.isArray(metadata?.bgJobIds) && metadata.bgJobIds.length > 0)
+    return metadata.bgJobIds.map(String);
   return typeof metadata?.bgJobId === 'string' ? [metadata.bgJobId] : [];
 }
 
@@ -54,6 +68,14 @@ export class ChatView {
     this.streams = new Map();
     /** @type {Set<string>} turns or jobs whose message is already stored: late deltas are dropped */
     this.done = new Set();
+    // Follow new content while the reader is at the bottom; stay put once they scroll up to read.
+    this.stick = true;
+    list.addEventListener('scroll', () => {
+      this.stick = atBottom(list);
+    });
+    new MutationObserver(() => {
+      if (this.stick) list.scrollTop = list.scrollHeight;
+    }).observe(list, { childList: true, subtree: true, characterData: true });
   }
 
   reset() {
@@ -61,6 +83,7 @@ export class ChatView {
     this.shown.clear();
     this.streams.clear();
     this.done.clear();
+    this.stick = true;
   }
 
   /**
@@ -70,7 +93,6 @@ export class ChatView {
    */
   setMessages(messages) {
     const extra = [...this.shown.entries()].filter(([id]) => !messages.some((m) => m.id === id));
-    const follow = atBottom(this.list);
     for (const el of this.shown.values()) el.remove();
     this.shown.clear();
     for (const message of messages) this.insert(message);
@@ -79,17 +101,16 @@ export class ChatView {
       this.list.append(el);
     }
     for (const stream of this.streams.values()) this.list.append(stream.el);
-    if (follow || messages.length > 0) this.scrollDown(true);
+    this.list.scrollTop = this.list.scrollHeight;
+    this.stick = true;
   }
 
   /** @param {Message} message */
   addMessage(message) {
     if (this.shown.has(message.id)) return;
-    const follow = atBottom(this.list);
     this.insert(message);
     // Streams still running stay below the stored messages.
     for (const stream of this.streams.values()) this.list.append(stream.el);
-    this.scrollDown(follow);
   }
 
   /** @param {Message} message */
@@ -97,8 +118,10 @@ export class ChatView {
     // A stored message ends the stream that was writing it, and any replayed frame of that run.
     // (The user's message carries the turn id too, but the turn is only starting then.)
     const keys = [];
-    if (message.role !== 'user' && message.metadata?.turnId) keys.push(`t:${message.metadata.turnId}`);
-    if (message.role !== 'user') for (const jobId of jobIdsOf(message.metadata)) keys.push(`j:${jobId}`);
+    if (message.role !== 'user' && message.metadata?.turnId)
+      keys.push(`t:${message.metadata.turnId}`);
+    if (message.role !== 'user')
+      for (const jobId of jobIdsOf(message.metadata)) keys.push(`j:${jobId}`);
     for (const key of keys) {
       this.done.add(key);
       this.streams.get(key)?.el.remove();
@@ -113,11 +136,21 @@ export class ChatView {
   render(message) {
     const meta = message.metadata ?? {};
     const jobs = jobIdsOf(meta);
-    const base = { 'data-testid': 'message', 'data-message-id': message.id, 'data-role': message.role };
+    const base = {
+      'data-testid': 'message',
+      'data-message-id': message.id,
+      'data-role': message.role,
+    };
     if (message.role === 'system' && meta.kind === 'followUpFailed') {
       return h(
         'div',
-        { ...base, 'data-kind': 'notice', class: 'notice', role: 'note', 'aria-label': 'Follow-up failed' },
+        {
+          ...base,
+          'data-kind': 'notice',
+          class: 'notice',
+          role: 'note',
+          'aria-label': 'Follow-up failed',
+        },
         h('strong', { text: `Follow-up failed · job ${jobs.join(', ')}` }),
         h('p', {}, richText(message.content)),
         jobs[0]
@@ -135,7 +168,13 @@ export class ChatView {
     const continuation = message.role === 'assistant' && jobs.length > 0;
     const kind = message.role === 'user' ? 'user' : continuation ? 'continuation' : message.role;
     const label =
-      message.role === 'user' ? 'You' : continuation ? 'Agent · continuation' : message.role === 'system' ? 'System' : 'Agent';
+      message.role === 'user'
+        ? 'You'
+        : continuation
+          ? 'Agent · continuation'
+          : message.role === 'system'
+            ? 'System'
+            : 'Agent';
     return h(
       'article',
       { ...base, 'data-kind': kind, class: `msg ${kind}`, 'aria-label': `${label} message` },
@@ -154,7 +193,11 @@ export class ChatView {
       ),
       h('div', { class: 'content' }, richText(message.content)),
       Array.isArray(meta.toolEvents) && meta.toolEvents.length > 0
-        ? h('div', { class: 'tools' }, meta.toolEvents.map((/** @type {ToolEvent} */ t) => toolCard(t)))
+        ? h(
+            'div',
+            { class: 'tools' },
+            meta.toolEvents.map((/** @type {ToolEvent} */ t) => toolCard(t)),
+          )
         : null,
     );
   }
@@ -169,8 +212,9 @@ export class ChatView {
     if (!key || this.done.has(key)) return null;
     let stream = this.streams.get(key);
     if (!stream && create) {
-      const follow = atBottom(this.list);
-      const label = frame.turnId ? 'Agent · writing' : `Agent · continuing after job ${frame.jobId}`;
+      const label = frame.turnId
+        ? 'Agent · writing'
+        : `Agent · continuing after job ${frame.jobId}`;
       const who = h('span', { class: 'who', text: label });
       const status = h('span', { class: 'muted', text: '' });
       const text = h('div', { class: 'content' });
@@ -192,7 +236,6 @@ export class ChatView {
       stream = { el, who, text, tools, status };
       this.streams.set(key, stream);
       this.list.append(el);
-      this.scrollDown(follow);
     }
     return stream ?? null;
   }
@@ -206,9 +249,7 @@ export class ChatView {
       case 'turn.delta': {
         const stream = this.stream(frame, true);
         if (!stream) return;
-        const follow = atBottom(this.list);
         stream.text.append(String(frame.data?.delta ?? ''));
-        this.scrollDown(follow);
         break;
       }
       case 'turn.step': {
@@ -222,7 +263,8 @@ export class ChatView {
         break;
       }
       case 'turn.finished':
-        if (frame.turnId) this.endStream(`t:${frame.turnId}`, frame.data?.ok === false ? frame.data?.error : null);
+        if (frame.turnId)
+          this.endStream(`t:${frame.turnId}`, frame.data?.ok === false ? frame.data?.error : null);
         break;
     }
   }
@@ -232,7 +274,11 @@ export class ChatView {
    * @param {string} jobId @param {string} state
    */
   onJobState(jobId, state) {
-    if (state !== 'continuing') this.endStream(`j:${jobId}`, state === 'retrying' ? 'the attempt failed; it will be retried' : null);
+    if (state !== 'continuing')
+      this.endStream(
+        `j:${jobId}`,
+        state === 'retrying' ? 'the attempt failed; it will be retried' : null,
+      );
   }
 
   /** @param {string} key @param {string | null | undefined} error */
@@ -248,13 +294,10 @@ export class ChatView {
     stream.el.setAttribute('data-testid', 'turn-error');
     stream.el.setAttribute('aria-busy', 'false');
     stream.el.classList.add('failed');
-    stream.who.textContent = key.startsWith('t:') ? 'Agent · turn stopped' : 'Agent · follow-up attempt stopped';
+    stream.who.textContent = key.startsWith('t:')
+      ? 'Agent · turn stopped'
+      : 'Agent · follow-up attempt stopped';
     stream.status.textContent = '';
     stream.el.append(h('p', { class: 'error', text: error }));
-  }
-
-  /** @param {boolean} follow */
-  scrollDown(follow) {
-    if (follow) this.list.scrollTop = this.list.scrollHeight;
   }
 }

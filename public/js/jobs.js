@@ -137,18 +137,41 @@ export class JobsView {
     fields['output'] = h('pre', { class: 'job-output', 'data-testid': 'job-output', tabindex: 0 });
     const error = h('span', { class: 'error', role: 'alert' });
     const cancel = /** @type {HTMLButtonElement} */ (
-      h('button', { type: 'button', class: 'small', 'data-testid': 'job-cancel', text: 'Cancel', 'aria-label': `Cancel job ${job.id}` })
+      h('button', {
+        type: 'button',
+        class: 'small',
+        'data-testid': 'job-cancel',
+        text: 'Cancel',
+        'aria-label': `Cancel job ${job.id}`,
+      })
     );
     const retry = /** @type {HTMLButtonElement} */ (
-      h('button', { type: 'button', class: 'small', 'data-testid': 'job-retry', text: 'Retry', 'aria-label': `Retry job ${job.id}` })
+      h('button', {
+        type: 'button',
+        class: 'small',
+        'data-testid': 'job-retry',
+        text: 'Retry',
+        'aria-label': `Retry job ${job.id}`,
+      })
     );
     cancel.addEventListener('click', () => this.act(job.id, 'cancel'));
     retry.addEventListener('click', () => this.act(job.id, 'retry'));
     const svg = lifecycleSvg();
     const el = h(
       'article',
-      { class: 'job', 'data-testid': 'job-card', 'data-job-id': job.id, 'aria-label': `Job ${job.id}` },
-      h('header', {}, fields['title'], fields['state'], h('span', { class: 'muted job-id', text: job.id })),
+      {
+        class: 'job',
+        'data-testid': 'job-card',
+        'data-job-id': job.id,
+        'aria-label': `Job ${job.id}`,
+      },
+      h(
+        'header',
+        {},
+        fields['title'],
+        fields['state'],
+        h('span', { class: 'muted job-id', text: job.id }),
+      ),
       svg,
       h(
         'dl',
@@ -169,12 +192,18 @@ export class JobsView {
   render(card, job) {
     const f = card.fields;
     card.el.setAttribute('data-state', job.state);
-    set(f['title'], job.command ?? (job.name ? `external: ${job.name}` : job.external ? 'external job' : '…'));
+    set(
+      f['title'],
+      job.command ?? (job.name ? `external: ${job.name}` : job.external ? 'external job' : '…'),
+    );
     set(f['state'], job.state);
     f['state']?.setAttribute('class', `pill state-${job.state}`);
     set(f['why'], job.why || '—');
     set(f['outcome'], job.outcome ?? '—');
-    set(f['exit-code'], job.exitCode === null || job.exitCode === undefined ? '—' : String(job.exitCode));
+    set(
+      f['exit-code'],
+      job.exitCode === null || job.exitCode === undefined ? '—' : String(job.exitCode),
+    );
     set(f['attempts'], String(job.attempts ?? 0));
     set(
       f['times'],

@@ -5,7 +5,13 @@
 
 import { s } from './dom.js';
 
-export const MAIN_PATH = ['running', 'completed', 'awaitingIdleSession', 'continuing', 'followedUp'];
+export const MAIN_PATH = [
+  'running',
+  'completed',
+  'awaitingIdleSession',
+  'continuing',
+  'followedUp',
+];
 export const FINAL_STATES = new Set(['followedUp', 'failed', 'cancelled', 'skipped']);
 
 const W = 100;
@@ -37,7 +43,11 @@ const EDGES = /** @type {[string, string, string][]} */ ([
   ['retrying', 'awaitingIdleSession', `M${col(2.5) + 18} ${BOTTOM} L${col(2) + 52} ${TOP + H + 2}`],
   ['continuing', 'failed', `M${col(3) + 86} ${TOP + H} L${col(4) + 20} ${BOTTOM - 2}`],
   // POST /v1/jobs/:id/retry re-drives a failed job: drawn around the bottom, dashed until taken.
-  ['failed', 'awaitingIdleSession', `M${col(4) + 50} ${BOTTOM + H} V${BOTTOM + H + 12} H${col(2) + 30} V${TOP + H + 2}`],
+  [
+    'failed',
+    'awaitingIdleSession',
+    `M${col(4) + 50} ${BOTTOM + H} V${BOTTOM + H + 12} H${col(2) + 30} V${TOP + H + 2}`,
+  ],
 ]);
 
 /**

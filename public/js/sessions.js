@@ -24,7 +24,9 @@ export function lockText(lock, long = false) {
     return `busy · ${kind}${queue.length ? ` · ${queue.length} queued` : ''}`;
   }
   const who = holder.kind === 'live' ? `live turn ${holder.id}` : `follow-up of ${holder.id}`;
-  const waiting = queue.length ? `; queue: ${queue.map((w) => `${w.kind} ${w.id}`).join(', ')}` : '; queue empty';
+  const waiting = queue.length
+    ? `; queue: ${queue.map((w) => `${w.kind} ${w.id}`).join(', ')}`
+    : '; queue empty';
   return `busy: ${who} holds it since ${clock(holder.since)}${waiting}`;
 }
 
@@ -44,10 +46,20 @@ export function renderSessionList(list, sessions, currentId, actions) {
       const title = session.title || 'Untitled';
       return h(
         'li',
-        { 'data-testid': 'session-item', 'data-session-id': session.id, 'data-lock': lock, class: current ? 'current' : '' },
+        {
+          'data-testid': 'session-item',
+          'data-session-id': session.id,
+          'data-lock': lock,
+          class: current ? 'current' : '',
+        },
         h(
           'button',
-          { type: 'button', class: 'select', 'aria-current': current ? 'true' : null, onclick: () => actions.select(session.id) },
+          {
+            type: 'button',
+            class: 'select',
+            'aria-current': current ? 'true' : null,
+            onclick: () => actions.select(session.id),
+          },
           h('span', { class: 'title', text: title }),
           h('span', {
             class: `lock lock-${lock}`,
@@ -66,5 +78,7 @@ export function renderSessionList(list, sessions, currentId, actions) {
         }),
       );
     });
-  list.replaceChildren(...(items.length ? items : [h('li', { class: 'muted', text: 'No sessions yet.' })]));
+  list.replaceChildren(
+    ...(items.length ? items : [h('li', { class: 'muted', text: 'No sessions yet.' })]),
+  );
 }

@@ -187,7 +187,14 @@ export class JobActor {
       type: 'job.state',
       sessionId: this.sessionId,
       jobId: this.id,
-      data: { state, outcome: row.outcome, attempts: row.attempts, why: row.why },
+      data: {
+        state,
+        outcome: row.outcome,
+        exitCode: row.exitCode,
+        attempts: row.attempts,
+        finishedAt: row.finishedAt,
+        why: row.why,
+      },
     }));
   }
 

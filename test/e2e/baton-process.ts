@@ -81,13 +81,18 @@ export async function startBaton(options: StartOptions): Promise<BatonProcess> {
 
   const listening = await new Promise<ListeningLine>((resolve, reject) => {
     const timer = setTimeout(
-      () => reject(new Error(`baton serve did not print its listening line in time:\n${log.join('\n')}`)),
+      () =>
+        reject(
+          new Error(`baton serve did not print its listening line in time:\n${log.join('\n')}`),
+        ),
       options.timeoutMs ?? 30_000,
     );
     const lines = (chunk: Buffer, onLine: (line: string) => void) => {
       for (const line of chunk.toString('utf8').split('\n')) if (line.trim()) onLine(line);
     };
-    child.stderr?.on('data', (chunk: Buffer) => lines(chunk, (line) => log.push(`[stderr] ${line}`)));
+    child.stderr?.on('data', (chunk: Buffer) =>
+      lines(chunk, (line) => log.push(`[stderr] ${line}`)),
+    );
     child.stdout?.on('data', (chunk: Buffer) =>
       lines(chunk, (line) => {
         log.push(line);
@@ -105,7 +110,9 @@ export async function startBaton(options: StartOptions): Promise<BatonProcess> {
     );
     child.once('exit', (code, signal) => {
       clearTimeout(timer);
-      reject(new Error(`baton serve exited (${code ?? signal}) before listening:\n${log.join('\n')}`));
+      reject(
+        new Error(`baton serve exited (${code ?? signal}) before listening:\n${log.join('\n')}`),
+      );
     });
   }).catch(async (error: unknown) => {
     await stop(2000);
@@ -116,6 +123,8 @@ export async function startBaton(options: StartOptions): Promise<BatonProcess> {
   const token = listening.token as string;
   const url = `http://127.0.0.1:${port}`;
   const dashboard =
-    typeof listening.dashboard === 'string' ? listening.dashboard : `${url}/?token=${encodeURIComponent(token)}`;
+    typeof listening.dashboard === 'string'
+      ? listening.dashboard
+      : `${url}/?token=${encodeURIComponent(token)}`;
   return { child, port, token, url, dashboard, log, stop };
 }

@@ -71,7 +71,9 @@ describe('dashboard with a failing agent', () => {
   it('shows the retries, the failed state and the failure notice, and retries from the notice', async () => {
     const job = await api<ApiJob>('POST', `/v1/sessions/${sessionId}/jobs`, { command: 'echo x' });
     const card = page.locator(`[data-testid=job-card][data-job-id="${job.id}"]`);
-    await page.waitForSelector(`[data-testid=job-card][data-job-id="${job.id}"][data-state=failed]`);
+    await page.waitForSelector(
+      `[data-testid=job-card][data-job-id="${job.id}"][data-state=failed]`,
+    );
 
     expect(await statesShown(page, job.id)).toEqual([
       'running',
@@ -86,8 +88,13 @@ describe('dashboard with a failing agent', () => {
     expect(await card.locator('[data-node=failed]').getAttribute('data-current')).toBe('true');
     expect(await card.locator('[data-node=retrying]').getAttribute('data-visited')).toBe('true');
     expect(await card.locator('[data-node=followedUp]').getAttribute('data-visited')).toBe('false');
-    expect(await card.locator('path[data-from=continuing][data-to=retrying]').getAttribute('class')).toContain('taken');
-    await card.getByTestId('job-exit-code').getByText('0', { exact: true }).waitFor({ timeout: 5_000 });
+    expect(
+      await card.locator('path[data-from=continuing][data-to=retrying]').getAttribute('class'),
+    ).toContain('taken');
+    await card
+      .getByTestId('job-exit-code')
+      .getByText('0', { exact: true })
+      .waitFor({ timeout: 5_000 });
     expect(await card.getByTestId('job-attempts').textContent()).toBe('2');
     expect(await card.getByTestId('job-why').textContent()).toContain('gave up after 2 attempts');
     expect(await card.getByTestId('job-retry').isEnabled()).toBe(true);
@@ -100,22 +107,32 @@ describe('dashboard with a failing agent', () => {
 
     await notice.getByRole('button', { name: 'Retry follow-up' }).click();
     await page.getByRole('note', { name: 'Follow-up failed' }).nth(1).waitFor({ timeout: 15_000 });
-    await page.waitForSelector(`[data-testid=job-card][data-job-id="${job.id}"][data-state=failed]`);
+    await page.waitForSelector(
+      `[data-testid=job-card][data-job-id="${job.id}"][data-state=failed]`,
+    );
     const seen = await statesShown(page, job.id);
     expect(seen.slice(7, 9)).toEqual(['failed', 'awaitingIdleSession']);
     expect(seen.at(-1)).toBe('failed');
-    expect(await card.locator('path[data-from=failed][data-to=awaitingIdleSession]').getAttribute('class')).toContain(
-      'taken',
-    );
+    expect(
+      await card
+        .locator('path[data-from=failed][data-to=awaitingIdleSession]')
+        .getAttribute('class'),
+    ).toContain('taken');
     await expectShownExactlyAsStored(page, api, sessionId);
   });
 
   it('cancels a running job from its card', async () => {
-    const job = await api<ApiJob>('POST', `/v1/sessions/${sessionId}/jobs`, { command: 'sleep 30' });
+    const job = await api<ApiJob>('POST', `/v1/sessions/${sessionId}/jobs`, {
+      command: 'sleep 30',
+    });
     const card = page.locator(`[data-testid=job-card][data-job-id="${job.id}"]`);
-    await page.waitForSelector(`[data-testid=job-card][data-job-id="${job.id}"][data-state=running]`);
+    await page.waitForSelector(
+      `[data-testid=job-card][data-job-id="${job.id}"][data-state=running]`,
+    );
     await card.getByRole('button', { name: `Cancel job ${job.id}` }).click();
-    await page.waitForSelector(`[data-testid=job-card][data-job-id="${job.id}"][data-state=cancelled]`);
+    await page.waitForSelector(
+      `[data-testid=job-card][data-job-id="${job.id}"][data-state=cancelled]`,
+    );
     expect(await card.locator('[data-node=cancelled]').getAttribute('data-current')).toBe('true');
     await card.getByTestId('job-outcome').getByText('cancelled').waitFor({ timeout: 5_000 });
     expect(await card.getByTestId('job-cancel').isDisabled()).toBe(true);

@@ -53,7 +53,9 @@ async function feedSeq(): Promise<number> {
 }
 
 async function currentSessionId(): Promise<string> {
-  const id = await page.locator('[data-testid=session-item].current').getAttribute('data-session-id');
+  const id = await page
+    .locator('[data-testid=session-item].current')
+    .getAttribute('data-session-id');
   if (!id) throw new Error('no session is selected');
   return id;
 }
@@ -101,12 +103,16 @@ describe('dashboard', () => {
 
   it('creates a session, shows its lock as idle, and deletes it', async () => {
     const id = await createSessionInPage(page, 'scratch');
-    await page.waitForSelector(`[data-testid=session-item][data-session-id="${id}"][data-lock=idle]`);
+    await page.waitForSelector(
+      `[data-testid=session-item][data-session-id="${id}"][data-lock=idle]`,
+    );
     expect(await page.getByTestId('session-lock').textContent()).toBe('Lock: idle');
 
     page.once('dialog', (d) => void d.accept());
     await page.getByRole('button', { name: 'Delete session scratch' }).click();
-    await page.locator(`[data-testid=session-item][data-session-id="${id}"]`).waitFor({ state: 'detached' });
+    await page
+      .locator(`[data-testid=session-item][data-session-id="${id}"]`)
+      .waitFor({ state: 'detached' });
     const { sessions } = await api<{ sessions: { id: string }[] }>('GET', '/v1/sessions');
     expect(sessions.map((s) => s.id)).not.toContain(id);
   });
@@ -117,7 +123,10 @@ describe('dashboard', () => {
 
     await page.getByLabel('Message', { exact: true }).fill('bg sleep 1; echo hi');
     await page.getByRole('button', { name: 'Send' }).click();
-    await page.locator('[data-testid=message][data-role=user]').getByText('bg sleep 1; echo hi').waitFor();
+    await page
+      .locator('[data-testid=message][data-role=user]')
+      .getByText('bg sleep 1; echo hi')
+      .waitFor();
     // The live turn streams in, then becomes the stored reply with its tool card.
     const reply = page.locator('[data-testid=message][data-role=assistant]').first();
     await reply.getByTestId('tool-card').getByText('start_background_job').waitFor();
@@ -125,12 +134,24 @@ describe('dashboard', () => {
     await card.waitFor();
     const jobId = (await card.getAttribute('data-job-id')) ?? '';
     expect(jobId).toMatch(/^\S+$/);
-    expect(await card.getByTestId('job-lifecycle').getAttribute('aria-label')).toContain('now running');
+    expect(await card.getByTestId('job-lifecycle').getAttribute('aria-label')).toContain(
+      'now running',
+    );
 
-    const { messages } = await api<{ messages: ApiMessage[] }>('GET', `/v1/sessions/${sessionId}/messages`);
+    const { messages } = await api<{ messages: ApiMessage[] }>(
+      'GET',
+      `/v1/sessions/${sessionId}/messages`,
+    );
     const stored = messages.find((m) => m.role === 'assistant');
-    const streamed = await pageValue<{ turnId: string | null; jobId: string | null; text: string }[]>('window.__liveTurns');
-    expect(streamed).toContainEqual({ turnId: stored?.metadata['turnId'], jobId: null, text: stored?.content });
+    const streamed =
+      await pageValue<{ turnId: string | null; jobId: string | null; text: string }[]>(
+        'window.__liveTurns',
+      );
+    expect(streamed).toContainEqual({
+      turnId: stored?.metadata['turnId'],
+      jobId: null,
+      text: stored?.content,
+    });
 
     // Drop the feed for real while the job runs: stop the service and start it again on the same port.
     expect(await feedSeq()).toBeGreaterThan(0);
@@ -140,9 +161,12 @@ describe('dashboard', () => {
     await waitForFeed(page, 'reconnecting', 10_000);
     server = await startBaton({ dataDir, port });
 
-    await page.waitForSelector(`[data-testid=job-card][data-job-id="${jobId}"][data-state=followedUp]`, {
-      timeout: 60_000,
-    });
+    await page.waitForSelector(
+      `[data-testid=job-card][data-job-id="${jobId}"][data-state=followedUp]`,
+      {
+        timeout: 60_000,
+      },
+    );
     await waitForFeed(page, 'live');
     expect(socketUrls.slice(1).some((url) => /[?&]since=\d+/.test(url))).toBe(true);
 
@@ -158,7 +182,10 @@ describe('dashboard', () => {
     expect(await card.locator('[data-node=followedUp]').getAttribute('data-current')).toBe('true');
     expect(await card.locator('[data-node=retrying]').getAttribute('data-visited')).toBe('false');
     // `job.state` frames carry no exit code or output: the page reads the job again right after.
-    await card.getByTestId('job-exit-code').getByText('0', { exact: true }).waitFor({ timeout: 5_000 });
+    await card
+      .getByTestId('job-exit-code')
+      .getByText('0', { exact: true })
+      .waitFor({ timeout: 5_000 });
     expect(await card.getByTestId('job-outcome').textContent()).toBe('succeeded');
     expect(await card.getByTestId('job-attempts').textContent()).toBe('1');
     expect(await card.getByTestId('job-output').textContent()).toContain('hi');
@@ -182,11 +209,18 @@ describe('dashboard', () => {
     const urlsBefore = (await pageValue<string[]>('window.__wsUrls')).length;
 
     // Close the socket as the server does for a slow client, and keep new connections failing for a while.
-    await page.evaluate(`window.__holdWs = true; window.__sockets.at(-1).close(4008, 'slow consumer (test)')`);
-    await page.getByTestId('feed-status').getByText(/closed 4008/).waitFor();
+    await page.evaluate(
+      `window.__holdWs = true; window.__sockets.at(-1).close(4008, 'slow consumer (test)')`,
+    );
+    await page
+      .getByTestId('feed-status')
+      .getByText(/closed 4008/)
+      .waitFor();
 
     // Meanwhile: a chat turn, and a job that runs, finishes and is followed up.
-    await api('POST', `/v1/sessions/${sessionId}/messages`, { content: 'said while the page was away' });
+    await api('POST', `/v1/sessions/${sessionId}/messages`, {
+      content: 'said while the page was away',
+    });
     await api('POST', `/v1/sessions/${sessionId}/messages`, { content: 'bg echo back again' });
     await waitUntil('the second job to be followed up', async () => {
       const { jobs } = await api<{ jobs: ApiJob[] }>('GET', `/v1/jobs?sessionId=${sessionId}`);
@@ -196,7 +230,10 @@ describe('dashboard', () => {
       const session = await api<{ lock?: { lock: string } }>('GET', `/v1/sessions/${sessionId}`);
       return session.lock?.lock === 'idle';
     });
-    const { messages } = await api<{ messages: ApiMessage[] }>('GET', `/v1/sessions/${sessionId}/messages`);
+    const { messages } = await api<{ messages: ApiMessage[] }>(
+      'GET',
+      `/v1/sessions/${sessionId}/messages`,
+    );
     expect((await shownMessageIds(page)).length).toBeLessThan(messages.length);
     expect(await page.getByTestId('feed-status').getAttribute('data-state')).not.toBe('live');
 
@@ -223,18 +260,39 @@ describe('dashboard', () => {
     const card = page.locator('[data-testid=job-card]').first();
     await card.locator('.job-command').getByText('echo streamed', { exact: true }).waitFor();
     const jobId = (await card.getAttribute('data-job-id')) ?? '';
-    await page.waitForSelector(`[data-testid=job-card][data-job-id="${jobId}"][data-state=followedUp]`);
+    await page.waitForSelector(
+      `[data-testid=job-card][data-job-id="${jobId}"][data-state=followedUp]`,
+    );
 
-    const { messages } = await api<{ messages: ApiMessage[] }>('GET', `/v1/sessions/${sessionId}/messages`);
+    const { messages } = await api<{ messages: ApiMessage[] }>(
+      'GET',
+      `/v1/sessions/${sessionId}/messages`,
+    );
     const continuation = messages.find((m) => m.metadata['bgJobId'] === jobId);
     expect(continuation?.role).toBe('assistant');
-    await page.locator(`[data-testid=message][data-message-id="${continuation?.id}"][data-kind=continuation]`).waitFor();
-    const streamed = await pageValue<{ turnId: string | null; jobId: string | null; text: string }[]>('window.__liveTurns');
+    await page
+      .locator(
+        `[data-testid=message][data-message-id="${continuation?.id}"][data-kind=continuation]`,
+      )
+      .waitFor();
+    const streamed =
+      await pageValue<{ turnId: string | null; jobId: string | null; text: string }[]>(
+        'window.__liveTurns',
+      );
     expect(streamed).toContainEqual({ turnId: null, jobId, text: continuation?.content });
     expect(await statesShown(page, jobId)).toEqual(LIFECYCLE);
     await expectShownExactlyAsStored(page, api, sessionId);
 
-    await card.getByTestId('job-exit-code').getByText('0', { exact: true }).waitFor({ timeout: 5_000 });
+    await card
+      .getByTestId('job-exit-code')
+      .getByText('0', { exact: true })
+      .waitFor({ timeout: 5_000 });
+    // The chat followed the new messages down: the continuation is in view.
+    const gap = await page
+      .getByTestId('message-list')
+      .evaluate((el) => el.scrollHeight - el.scrollTop - el.clientHeight);
+    expect(gap).toBeLessThan(2);
+
     mkdirSync(join(REPO_ROOT, 'test-artifacts'), { recursive: true });
     await page.screenshot({ path: SCREENSHOT });
     expect(existsSync(SCREENSHOT)).toBe(true);

@@ -151,7 +151,9 @@ export async function waitUntil<T>(
       last = error;
     }
     if (Date.now() > deadline) {
-      throw new Error(`timed out waiting for ${what}${last ? ` (last error: ${String(last)})` : ''}`);
+      throw new Error(
+        `timed out waiting for ${what}${last ? ` (last error: ${String(last)})` : ''}`,
+      );
     }
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
@@ -164,13 +166,20 @@ export function shownMessageIds(page: Page): Promise<string[]> {
 }
 
 /** Waits until the page shows exactly the stored messages, each once, in order. */
-export async function expectShownExactlyAsStored(page: Page, api: Api, sessionId: string): Promise<string[]> {
+export async function expectShownExactlyAsStored(
+  page: Page,
+  api: Api,
+  sessionId: string,
+): Promise<string[]> {
   let stored: string[] = [];
   let shown: string[] = [];
   await waitUntil(
     'the page to show every stored message exactly once',
     async () => {
-      const { messages } = await api<{ messages: ApiMessage[] }>('GET', `/v1/sessions/${sessionId}/messages`);
+      const { messages } = await api<{ messages: ApiMessage[] }>(
+        'GET',
+        `/v1/sessions/${sessionId}/messages`,
+      );
       stored = messages.map((m) => m.id);
       shown = await shownMessageIds(page);
       return JSON.stringify(stored) === JSON.stringify(shown);
@@ -185,7 +194,9 @@ export async function expectShownExactlyAsStored(page: Page, api: Api, sessionId
 }
 
 export async function waitForFeed(page: Page, state: string, timeoutMs = 30_000): Promise<void> {
-  await page.waitForSelector(`[data-testid=feed-status][data-state=${state}]`, { timeout: timeoutMs });
+  await page.waitForSelector(`[data-testid=feed-status][data-state=${state}]`, {
+    timeout: timeoutMs,
+  });
 }
 
 /** Creates a session through the page's form and returns its id once it is selected. */

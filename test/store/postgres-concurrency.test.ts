@@ -1,38 +1,39 @@
 import pg from 'pg';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { PostgresStore } from '../../src/runtime/store/postgres.js';
 import { StoreConflictError } from '../../src/runtime/store/store.js';
 import type { CommitResult } from '../../src/runtime/store/store.js';
 import { eventOf, failure, jobRow, namespace, sessionRow } from './fixtures.js';
 import {
-  DATABASE_URL,
   RawClient,
   dropSchema,
   requirePostgres,
   storeOn,
   uniqueSchema,
+  urlWithOptions,
 } from './postgres-env.js';
 
 const schema = uniqueSchema('concurrency');
 
-beforeAll(requirePostgres);
+beforeEach(requirePostgres);
 afterAll(() => dropSchema(schema));
 
 /** Two stores on one schema, each with its own pool: two Baton processes. */
 describe('PostgresStore across processes', () => {
   let a: PostgresStore;
   let b: PostgresStore;
+  const open: PostgresStore[] = [];
 
   beforeEach(async () => {
     a = storeOn(schema);
     b = storeOn(schema);
+    open.push(a, b);
     await a.init();
     await b.init();
   });
 
   afterEach(async () => {
-    await a.close();
-    await b.close();
+    await Promise.all(open.splice(0).map((store) => store.close()));
   });
 
   /** A session with one job at version 1, created through `a`. */
@@ -96,7 +97,9 @@ describe('PostgresStore across processes', () => {
     expect(results.map((r) => r.jobVersions[job.id])).toEqual(
       Array.from({ length: n }, (_, i) => i + 2),
     );
-    expect(results.map((r) => r.events[0]?.seq)).toEqual(Array.from({ length: n }, (_, i) => i + 1));
+    expect(results.map((r) => r.events[0]?.seq)).toEqual(
+      Array.from({ length: n }, (_, i) => i + 1),
+    );
     expect(await a.getJob(job.id)).toMatchObject({ attempts: n, version: n + 1 });
   });
 
@@ -162,9 +165,12 @@ describe('PostgresStore across processes', () => {
       sessions: [sessionRow(ns.owner, sessionId)],
       jobs: [first, second].map((row) => ({ row, expectedVersion: null })),
     });
-    // The store's connection detects the deadlock first, so it is the victim.
+    // A deadlock is found by the waiter whose deadlock_timeout runs out first
+    // while the cycle exists. The store waits first, and `other` closes the
+    // cycle well within the store's timeout and far within its own, so the
+    // store's transaction is the one aborted.
     const fast = storeOn(schema, {
-      connectionString: `${DATABASE_URL}?options=${encodeURIComponent('-c deadlock_timeout=50ms')}`,
+      connectionString: urlWithOptions('-c deadlock_timeout=500ms'),
     });
     await fast.init();
     const other = await new RawClient().connect();
@@ -172,6 +178,7 @@ describe('PostgresStore across processes', () => {
     const jobs = `${pg.escapeIdentifier(schema)}.jobs`;
     try {
       await other.rows(`SET deadlock_timeout = '10s'`);
+      const otherPid = await other.pid();
       await other.rows('BEGIN');
       await other.rows(`UPDATE ${jobs} SET why = why WHERE id = $1`, [second.id]);
       const commit = fast.commit({
@@ -180,7 +187,7 @@ describe('PostgresStore across processes', () => {
           { row: { ...second, state: 'completed' }, expectedVersion: 1 },
         ],
       });
-      await observer.waitForBlocked(await other.pid());
+      await observer.waitForBlocked(otherPid);
       // Closes the cycle: `other` waits for the store, which waits for `other`.
       await other.rows(`UPDATE ${jobs} SET why = why WHERE id = $1`, [first.id]);
       await other.rows('COMMIT');

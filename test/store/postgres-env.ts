@@ -11,6 +11,13 @@ import type { PostgresStoreOptions } from '../../src/runtime/store/postgres.js';
 export const DATABASE_URL =
   process.env['BATON_TEST_DATABASE_URL'] ?? 'postgres://postgres@127.0.0.1:5432/test';
 
+/** The test server's URL with server settings for the session, e.g. `-c deadlock_timeout=500ms`. */
+export function urlWithOptions(options: string): string {
+  const url = new URL(DATABASE_URL);
+  url.searchParams.set('options', options);
+  return url.toString();
+}
+
 /** A schema name no other test run uses. */
 export function uniqueSchema(label: string): string {
   return `baton_${label}_${process.pid}_${Math.random().toString(36).slice(2, 10)}`;
@@ -19,8 +26,16 @@ export function uniqueSchema(label: string): string {
 /**
  * Fails with a message that says what to do when the server is not there. The
  * PostgreSQL tests must fail, never skip, when it is down: CI relies on them.
+ * Checked once per file; every later call answers the same.
  */
-export async function requirePostgres(): Promise<void> {
+export function requirePostgres(): Promise<void> {
+  reachable ??= checkReachable();
+  return reachable;
+}
+
+let reachable: Promise<void> | undefined;
+
+async function checkReachable(): Promise<void> {
   const client = new pg.Client({ connectionString: DATABASE_URL, connectionTimeoutMillis: 3000 });
   client.on('error', () => undefined);
   try {
@@ -43,8 +58,15 @@ export function storeOn(schema: string, extra: Partial<PostgresStoreOptions> = {
   return new PostgresStore({ connectionString: DATABASE_URL, schema, poolSize: 4, ...extra });
 }
 
-/** Drops `schema` through a store of its own. */
+/** Drops `schema` through a store of its own; nothing to do when the server is down. */
 export async function dropSchema(schema: string): Promise<void> {
+  if (
+    !(await requirePostgres().then(
+      () => true,
+      () => false,
+    ))
+  )
+    return;
   const store = storeOn(schema);
   try {
     await store.dropSchema();

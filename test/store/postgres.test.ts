@@ -1,5 +1,5 @@
 import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeEach, describe, expect, it } from 'vitest';
 import {
   POSTGRES_MIGRATIONS,
   migratePostgres,
@@ -16,6 +16,7 @@ import {
   requirePostgres,
   storeOn,
   uniqueSchema,
+  urlWithOptions,
 } from './postgres-env.js';
 
 const schema = uniqueSchema('contract');
@@ -28,9 +29,9 @@ function freshSchema(label: string): string {
   return name;
 }
 
-// Runs before every suite of this file: when the server is down, each test
-// fails with this message instead of a pile of connection errors.
-beforeAll(requirePostgres);
+// Runs before every test of this file, the contract's included: when the
+// server is down, each test fails with this message instead of skipping.
+beforeEach(requirePostgres);
 afterAll(async () => {
   for (const name of [schema, ...extraSchemas]) await dropSchema(name);
 });
@@ -83,7 +84,9 @@ describe('PostgresStore migrations', () => {
     const client = new pg.Client({ connectionString: DATABASE_URL });
     await client.connect();
     try {
-      expect(await migratePostgres(client, name)).toEqual(POSTGRES_MIGRATIONS.map((m) => m.version));
+      expect(await migratePostgres(client, name)).toEqual(
+        POSTGRES_MIGRATIONS.map((m) => m.version),
+      );
       expect(await migratePostgres(client, name)).toEqual([]);
     } finally {
       await client.end();
@@ -198,7 +201,12 @@ describe('PostgresStore lifecycle', () => {
     await store.init();
     try {
       const { owner, id } = namespace();
-      const metadata = { z: 1, a: 'nul\u0000byte', m: [0.1, 1e-7, 1e21, -0.5], deep: { b: { c: [] } } };
+      const metadata = {
+        z: 1,
+        a: 'nul\u0000byte',
+        m: [0.1, 1e-7, 1e21, -0.5],
+        deep: { b: { c: [] } },
+      };
       await store.commit({ sessions: [sessionRow(owner, id('s'))] });
       await store.commit({ messages: [messageRow(owner, id('s'), id('m'), { metadata })] });
 
@@ -230,7 +238,7 @@ describe('PostgresStore unavailable database', () => {
     await writer.commit({ events: [eventOf(owner, 'a')] });
     await writer.close();
     const readOnly = storeOn(schema, {
-      connectionString: `${DATABASE_URL}?options=${encodeURIComponent('-c default_transaction_read_only=on')}`,
+      connectionString: urlWithOptions('-c default_transaction_read_only=on'),
     });
     await readOnly.init();
     try {
@@ -274,7 +282,8 @@ describe('PostgresStore unavailable database', () => {
   });
 
   it('maps only the errors that mean the server cannot write to StoreWriteError', () => {
-    const dbError = (code: string) => Object.assign(new pg.DatabaseError('x', 0, 'error'), { code });
+    const dbError = (code: string) =>
+      Object.assign(new pg.DatabaseError('x', 0, 'error'), { code });
     const unavailable = [
       dbError('53100'),
       dbError('57P01'),

@@ -158,7 +158,9 @@ export async function migratePostgres(
     // If the connection broke, unlocking fails too; the caller then destroys
     // the connection, and the lock ends with it. The first error is the one
     // worth reporting.
-    await client.query('SELECT pg_advisory_unlock($1, hashtext($2))', lockArgs).catch(() => undefined);
+    await client
+      .query('SELECT pg_advisory_unlock($1, hashtext($2))', lockArgs)
+      .catch(() => undefined);
     throw err;
   }
   await client.query('SELECT pg_advisory_unlock($1, hashtext($2))', lockArgs);
@@ -186,7 +188,9 @@ async function applySteps(
     )`);
   }
 
-  const done = await client.query<{ version: number }>(`SELECT version FROM ${s}.schema_migrations`);
+  const done = await client.query<{ version: number }>(
+    `SELECT version FROM ${s}.schema_migrations`,
+  );
   const applied = new Set(done.rows.map((r) => r.version));
   const newestKnown = migrations.reduce((max, m) => Math.max(max, m.version), 0);
   const newestApplied = Math.max(0, ...applied);

@@ -4,9 +4,10 @@
  * `postgres.ts`, which holds the connection handling and the commit queue.
  */
 import pg from 'pg';
-import type { CustomTypesConfig } from 'pg';
-import { StoreWriteError } from './store.js';
+import type { CustomTypesConfig, QueryConfig } from 'pg';
+import { FINAL_JOB_STATES, StoreWriteError } from './store.js';
 import type {
+  JobFilter,
   JobHistoryEntry,
   JobProcessInfo,
   JobRow,
@@ -133,8 +134,25 @@ export function statements(s: string) {
       WHERE id = $1 AND version = $21
       RETURNING version`,
     getJob: `SELECT ${JOB_COLUMNS} FROM ${s}.jobs WHERE id = $1`,
-    listJobs: (where: string) =>
-      `SELECT ${JOB_COLUMNS} FROM ${s}.jobs ${where} ORDER BY created_at, id`,
+    listJobs: (filter: JobFilter): QueryConfig => {
+      // Only the filters given become conditions, so each query gets the plan
+      // of its own index rather than one generic plan for every combination.
+      const values: unknown[] = [];
+      const where: string[] = [];
+      const add = (condition: (n: string) => string, value: unknown) => {
+        values.push(value);
+        where.push(condition(`$${values.length}`));
+      };
+      if (filter.owner !== undefined) add((n) => `owner = ${n}`, filter.owner);
+      if (filter.sessionId !== undefined) add((n) => `session_id = ${n}`, filter.sessionId);
+      if (filter.state !== undefined) add((n) => `state = ${n}`, filter.state);
+      if (filter.unfinished) add((n) => `state <> ALL (${n}::text[])`, [...FINAL_JOB_STATES]);
+      const condition = where.length > 0 ? `WHERE ${where.join(' AND ')}` : '';
+      return {
+        text: `SELECT ${JOB_COLUMNS} FROM ${s}.jobs ${condition} ORDER BY created_at, id`,
+        values,
+      };
+    },
     // One row per owner of the batch, taken in a fixed order so that two
     // processes locking the same owners cannot deadlock on them.
     bumpSeqs: `INSERT INTO ${s}.owner_seq AS o (owner, last_seq)
@@ -156,6 +174,17 @@ export function statements(s: string) {
 
 /** The store's statements for one schema. */
 export type Statements = ReturnType<typeof statements>;
+
+/** The fixed statements, which run as named prepared statements of each connection. */
+export type Named = Exclude<keyof Statements, 'listJobs'>;
+
+/**
+ * Listener for the 'error' events that pg emits when the server drops a
+ * connection. The failed query rejects on its own; the pool listens only
+ * while a connection is idle, and an unheard 'error' event would crash the
+ * process.
+ */
+export function ignoreConnectionError(): void {}
 
 /** The parameters of `insertJob` and the first twenty of `updateJob`, in column order. */
 export function jobParams(row: JobWrite['row']): unknown[] {
@@ -181,6 +210,20 @@ export function jobParams(row: JobWrite['row']): unknown[] {
     // JSON has no `undefined`; a missing snapshot is stored as null.
     JSON.stringify(row.snapshot ?? null),
     row.process === null ? null : JSON.stringify(row.process),
+  ];
+}
+
+/** The parameters of `insertEvents`: one array per column, rows in batch order. */
+export function eventColumns(records: EventRecord[]): unknown[] {
+  return [
+    records.map((r) => r.owner),
+    records.map((r) => r.seq),
+    records.map((r) => r.at),
+    records.map((r) => r.type),
+    records.map((r) => r.session_id),
+    records.map((r) => r.job_id),
+    records.map((r) => r.turn_id),
+    records.map((r) => r.data),
   ];
 }
 

@@ -1,10 +1,8 @@
 import pg from 'pg';
-import type { Pool, PoolClient, QueryConfig, QueryResult, QueryResultRow } from 'pg';
+import type { Pool, PoolClient, QueryConfig, QueryResultRow } from 'pg';
 import { migratePostgres, quoteSchema } from './postgres-migrations.js';
 import {
-  isRetryable,
-  isUnavailable,
-  jobParams,
+  ignoreConnectionError,
   statements,
   storeTypes,
   toEvent,
@@ -17,23 +15,18 @@ import type {
   EventRecord,
   JobRecord,
   MessageRecord,
+  Named,
   SessionRecord,
   Statements,
 } from './postgres-sql.js';
-import {
-  DuplicateFollowUpError,
-  FINAL_JOB_STATES,
-  StoreConflictError,
-  StoreWriteError,
-} from './store.js';
+import { GroupCommitWriter } from './postgres-writer.js';
+import { StoreWriteError } from './store.js';
 import type {
   Batch,
   CommitResult,
   JobFilter,
   JobRow,
-  JobWrite,
   MessageRow,
-  NewEvent,
   SessionRow,
   Store,
   StoredEvent,
@@ -62,40 +55,12 @@ export interface PostgresStoreOptions {
   connectTimeoutMs?: number;
 }
 
-/** Most batches one transaction takes, so that one transaction stays short. */
-const MAX_GROUP = 100;
-/** Runs of one group when the server aborts it for a deadlock or serialization failure. */
-const MAX_ATTEMPTS = 5;
-
-type GroupResult = { ok: true; value: CommitResult } | { ok: false; error: unknown };
-
-interface PendingCommit {
-  batch: Batch;
-  resolve: (result: CommitResult) => void;
-  reject: (error: unknown) => void;
-}
-
-/** The fixed statements, which run as named prepared statements. */
-type Named = Exclude<keyof Statements, 'listJobs'>;
-
-interface Queryable {
-  query<R extends QueryResultRow>(config: QueryConfig): Promise<QueryResult<R>>;
-}
-
-/**
- * Listener for the 'error' events that pg emits when the server drops a
- * connection. The failed query rejects on its own; without a listener the
- * event would crash the process.
- */
-function ignoreConnectionError(): void {}
-
 /**
  * The shared {@link Store}: PostgreSQL through a `pg` pool, for several Baton
  * processes on one database.
  *
- * Commits go through one writer chain, so that batches are applied in call
- * order: the batches handed in while a transaction runs share the next one,
- * each in its own savepoint, as the SQLite store's group commit does.
+ * Commits go through one {@link GroupCommitWriter}, so that batches are
+ * applied in call order; reads share the rest of the pool.
  */
 export class PostgresStore implements Store {
   /** The schema holding the store's tables. */
@@ -108,8 +73,7 @@ export class PostgresStore implements Store {
   private closed = false;
   private opening: Promise<void> | null = null;
   private closing: Promise<void> | null = null;
-  private draining: Promise<void> | null = null;
-  private readonly pending: PendingCommit[] = [];
+  private readonly writer: GroupCommitWriter;
 
   constructor(options: PostgresStoreOptions) {
     this.schema = options.schema ?? 'baton';
@@ -126,6 +90,7 @@ export class PostgresStore implements Store {
     // An idle connection that the server drops (restart, admin shutdown) is
     // reported here; the pool discards it and the next call opens a new one.
     this.pool.on('error', ignoreConnectionError);
+    this.writer = new GroupCommitWriter(this.pool, this.sql);
   }
 
   init(): Promise<void> {
@@ -157,181 +122,7 @@ export class PostgresStore implements Store {
   commit(batch: Batch): Promise<CommitResult> {
     const unusable = this.unusable();
     if (unusable) return Promise.reject(unusable);
-    return new Promise((resolve, reject) => {
-      this.pending.push({ batch, resolve, reject });
-      this.draining ??= this.drain();
-    });
-  }
-
-  /** The writer chain: one group transaction at a time, in call order. */
-  private async drain(): Promise<void> {
-    // Commits handed in during this turn of the event loop join the first group.
-    await new Promise<void>((resolve) => setImmediate(resolve));
-    while (this.pending.length > 0) {
-      await this.writeGroup(this.pending.splice(0, MAX_GROUP));
-    }
-    this.draining = null;
-  }
-
-  /** Writes a group and settles every promise in it; never throws. */
-  private async writeGroup(group: PendingCommit[]): Promise<void> {
-    const batches = group.map((p) => p.batch);
-    for (let attempt = 1; ; attempt += 1) {
-      try {
-        const results = await this.transaction(batches);
-        group.forEach((p, i) => {
-          const result = results[i];
-          if (result?.ok) p.resolve(result.value);
-          else p.reject(toStoreError(result ? result.error : new Error('batch was not written')));
-        });
-        return;
-      } catch (error) {
-        // The server aborted the whole transaction to break a deadlock with
-        // another process: nothing was written, so the same group runs again.
-        if (attempt < MAX_ATTEMPTS && isRetryable(error)) continue;
-        const mapped = toStoreError(error);
-        for (const p of group) p.reject(mapped);
-        return;
-      }
-    }
-  }
-
-  /** Runs the group in one transaction on one connection; ROLLBACK on any throw. */
-  private async transaction(batches: Batch[]): Promise<GroupResult[]> {
-    const client = await this.pool.connect();
-    client.on('error', ignoreConnectionError);
-    let broken: Error | undefined;
-    try {
-      return await this.writeGroupIn(client, batches);
-    } catch (error) {
-      broken = await client.query('ROLLBACK').then(
-        () => undefined,
-        (e: unknown) => (e instanceof Error ? e : new Error(String(e))),
-      );
-      throw error;
-    } finally {
-      client.off('error', ignoreConnectionError);
-      // A connection that cannot even roll back is destroyed, not pooled.
-      client.release(broken);
-    }
-  }
-
-  private async writeGroupIn(client: PoolClient, batches: Batch[]): Promise<GroupResult[]> {
-    await client.query('BEGIN');
-    const many = batches.length > 1;
-    const results: GroupResult[] = [];
-    for (const batch of batches) {
-      if (many) await client.query('SAVEPOINT batch');
-      try {
-        const value = await this.writeBatch(client, batch);
-        if (many) await client.query('RELEASE SAVEPOINT batch');
-        results.push({ ok: true, value });
-      } catch (error) {
-        // Alone, a failing batch fails the transaction. In a group it rolls
-        // back to its savepoint and the others still commit, unless the whole
-        // transaction is lost (connection, disk, deadlock): then all fail.
-        if (!many || isUnavailable(error) || isRetryable(error)) throw error;
-        await client.query('ROLLBACK TO SAVEPOINT batch; RELEASE SAVEPOINT batch');
-        results.push({ ok: false, error });
-      }
-    }
-    const done = await client.query('COMMIT');
-    // COMMIT of a transaction in the aborted state answers ROLLBACK, not an error.
-    if (done.command !== 'COMMIT') throw new Error(`transaction ended with ${done.command}`);
-    return results;
-  }
-
-  /** The body of one batch; any throw rolls all of it back. */
-  private async writeBatch(client: PoolClient, batch: Batch): Promise<CommitResult> {
-    for (const s of batch.sessions ?? []) {
-      await this.run(client, 'insertSession', [s.id, s.owner, s.title, s.systemPrompt, s.createdAt]);
-    }
-    for (const deletion of batch.sessionDeletes ?? []) {
-      await this.run(client, 'deleteSession', [deletion.at, deletion.id]);
-    }
-
-    const jobVersions: Record<string, number> = {};
-    for (const write of batch.jobs ?? []) {
-      jobVersions[write.row.id] = await this.writeJob(client, write);
-    }
-    for (const message of batch.messages ?? []) {
-      await this.writeMessage(client, message);
-    }
-
-    const events = await this.appendEvents(client, batch.events ?? []);
-    return { events, jobVersions };
-  }
-
-  private async writeJob(client: PoolClient, write: JobWrite): Promise<number> {
-    const params = jobParams(write.row);
-    if (write.expectedVersion === null) {
-      const { rowCount } = await this.run(client, 'insertJob', params);
-      // The caller believed the job was new; someone else created it first.
-      if (rowCount === 0) throw new StoreConflictError(write.row.id, null);
-      return 1;
-    }
-    const { rows } = await this.run<{ version: number }>(client, 'updateJob', [
-      ...params,
-      write.expectedVersion,
-    ]);
-    const version = rows[0]?.version;
-    if (version === undefined) throw new StoreConflictError(write.row.id, write.expectedVersion);
-    return version;
-  }
-
-  private async writeMessage(client: PoolClient, m: MessageRow): Promise<void> {
-    const metadata = JSON.stringify(m.metadata);
-    await this.run(client, 'insertMessage', [
-      m.id,
-      m.sessionId,
-      m.owner,
-      m.role,
-      m.content,
-      metadata,
-      m.createdAt,
-    ]);
-    for (const [position, jobId] of (m.answersJobs ?? []).entries()) {
-      const { rowCount } = await this.run(client, 'insertFollowUp', [jobId, m.id, position]);
-      if (rowCount === 0) throw new DuplicateFollowUpError(jobId);
-    }
-  }
-
-  /**
-   * Takes each owner's seqs from `owner_seq` inside the transaction: the row
-   * lock makes concurrent writers of an owner take turns, and a rollback
-   * returns the numbers, so seq stays gap-free across processes.
-   */
-  private async appendEvents(client: PoolClient, events: NewEvent[]): Promise<StoredEvent[]> {
-    if (events.length === 0) return [];
-    const counts = new Map<string, number>();
-    for (const e of events) counts.set(e.owner, (counts.get(e.owner) ?? 0) + 1);
-    const { rows } = await this.run<{ owner: string; last_seq: number }>(client, 'bumpSeqs', [
-      [...counts.keys()],
-      [...counts.values()],
-    ]);
-    const next = new Map<string, number>();
-    for (const r of rows) next.set(r.owner, r.last_seq - (counts.get(r.owner) ?? 0) + 1);
-
-    const records = events.map((e): EventRecord => {
-      const seq = next.get(e.owner);
-      if (seq === undefined) throw new Error(`no seq allocated for owner ${e.owner}`);
-      next.set(e.owner, seq + 1);
-      const { owner, at, type } = e;
-      const ids = { session_id: e.sessionId ?? null, job_id: e.jobId ?? null };
-      return { owner, seq, at, type, ...ids, turn_id: e.turnId ?? null, data: JSON.stringify(e.data) };
-    });
-    await this.run(client, 'insertEvents', [
-      records.map((r) => r.owner),
-      records.map((r) => r.seq),
-      records.map((r) => r.at),
-      records.map((r) => r.type),
-      records.map((r) => r.session_id),
-      records.map((r) => r.job_id),
-      records.map((r) => r.turn_id),
-      records.map((r) => r.data),
-    ]);
-    // Parsed back from what was stored, so a live event and its replay are equal.
-    return records.map(toEvent);
+    return this.writer.commit(batch);
   }
 
   async getSession(id: string): Promise<SessionRow | null> {
@@ -353,20 +144,7 @@ export class PostgresStore implements Store {
   }
 
   async listJobs(filter: JobFilter): Promise<JobRow[]> {
-    // Only the filters given become conditions, so each query gets the plan
-    // of its own index rather than one generic plan for every combination.
-    const values: unknown[] = [];
-    const where: string[] = [];
-    const add = (condition: (n: string) => string, value: unknown) => {
-      values.push(value);
-      where.push(condition(`$${values.length}`));
-    };
-    if (filter.owner !== undefined) add((n) => `owner = ${n}`, filter.owner);
-    if (filter.sessionId !== undefined) add((n) => `session_id = ${n}`, filter.sessionId);
-    if (filter.state !== undefined) add((n) => `state = ${n}`, filter.state);
-    if (filter.unfinished) add((n) => `state <> ALL (${n}::text[])`, [...FINAL_JOB_STATES]);
-    const text = this.sql.listJobs(where.length > 0 ? `WHERE ${where.join(' AND ')}` : '');
-    return (await this.query<JobRecord>({ text, values })).map(toJob);
+    return (await this.query<JobRecord>(this.sql.listJobs(filter))).map(toJob);
   }
 
   async readEvents(
@@ -398,7 +176,7 @@ export class PostgresStore implements Store {
     this.opened = false;
     await this.opening?.catch(() => undefined);
     // Commits already handed in are written (or fail) before the pool ends.
-    await this.draining;
+    await this.writer.settled();
     await this.pool.end();
   }
 
@@ -408,7 +186,7 @@ export class PostgresStore implements Store {
    */
   async dropSchema(): Promise<void> {
     if (this.closed) throw new StoreWriteError('PostgreSQL store is closed');
-    await this.draining;
+    await this.writer.settled();
     try {
       await this.pool.query(`DROP SCHEMA IF EXISTS ${this.quotedSchema} CASCADE`);
     } catch (err) {
@@ -420,15 +198,6 @@ export class PostgresStore implements Store {
     if (this.closed) return new StoreWriteError('PostgreSQL store is closed');
     if (!this.opened) return new StoreWriteError('PostgreSQL store is not open: call init() first');
     return null;
-  }
-
-  /** Runs a fixed statement as a prepared statement of the connection. */
-  private run<R extends QueryResultRow>(
-    db: Queryable,
-    name: Named,
-    values: unknown[],
-  ): Promise<QueryResult<R>> {
-    return db.query<R>({ name, text: this.sql[name], values });
   }
 
   private read<R extends QueryResultRow>(name: Named, values: unknown[]): Promise<R[]> {

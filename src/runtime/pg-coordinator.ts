@@ -1,0 +1,243 @@
+import { createHash } from 'node:crypto';
+import pg from 'pg';
+import type { Coordinator, CoordinatorEvents } from './coordinator.js';
+import type { Logger } from './policy.js';
+
+export interface PgCoordinatorOptions {
+  connectionString: string;
+  /** The store's schema: the coordinator's tables live beside the store's. */
+  schema: string;
+  hostId: string;
+  /**
+   * Period of the safety sweep that claims sessions whose owner died (their
+   * lease, the owner's advisory lock, ends with its connection). Wake-ups do
+   * not wait for it: they come by LISTEN/NOTIFY.
+   * @defaultValue 1000
+   */
+  sweepMs?: number;
+  logger: Logger;
+}
+
+const CHANNELS = ['baton_commands', 'baton_events', 'baton_ephemeral', 'baton_handover'] as const;
+/** NOTIFY payloads are capped at 8000 bytes by PostgreSQL. */
+const MAX_PAYLOAD = 7900;
+const FINAL = `('followedUp', 'failed', 'cancelled', 'skipped')`;
+
+/**
+ * Session ownership on PostgreSQL. A process owns a session while it holds
+ * the session's advisory lock on its own dedicated connection: if the process
+ * dies, PostgreSQL drops the connection and the lock with it, and the next
+ * sweep (or a hand-over notice) gives the session to another process. Each
+ * claim raises the session's `owner_epoch`; every write of the session carries
+ * the epoch it was claimed with, so a process that lost a session can never
+ * overwrite what the new owner wrote.
+ */
+export class PgCoordinator implements Coordinator {
+  readonly hostId: string;
+  readonly shared = true;
+  private readonly owned = new Map<string, number>();
+  private readonly claiming = new Map<string, Promise<number | null>>();
+  private client: pg.Client | null = null;
+  private events: CoordinatorEvents | null = null;
+  private sweep: NodeJS.Timeout | null = null;
+  private closed = false;
+  private readonly schema: string;
+
+  constructor(private readonly options: PgCoordinatorOptions) {
+    this.hostId = options.hostId;
+    this.schema = `"${options.schema.replaceAll('"', '""')}"`;
+  }
+
+  async start(events: CoordinatorEvents): Promise<void> {
+    this.events = events;
+    await this.connect();
+    const every = this.options.sweepMs ?? 1000;
+    this.sweep = setInterval(() => void this.sweepOnce(), every);
+    this.sweep.unref();
+    await this.sweepOnce();
+  }
+
+  epoch(sessionId: string): number | undefined {
+    return this.owned.get(sessionId);
+  }
+
+  claim(sessionId: string): Promise<number | null> {
+    const owned = this.owned.get(sessionId);
+    if (owned !== undefined) return Promise.resolve(owned);
+    let pending = this.claiming.get(sessionId);
+    if (!pending) {
+      pending = this.tryClaim(sessionId).finally(() => this.claiming.delete(sessionId));
+      this.claiming.set(sessionId, pending);
+    }
+    return pending;
+  }
+
+  announce(owner: string, seq: number): void {
+    this.notify('baton_events', `${seq} ${owner}`);
+  }
+
+  broadcast(owner: string, frame: unknown): void {
+    const payload = JSON.stringify({ host: this.hostId, owner, frame });
+    if (Buffer.byteLength(payload) <= MAX_PAYLOAD) this.notify('baton_ephemeral', payload);
+  }
+
+  async wake(sessionId: string): Promise<void> {
+    await this.query('SELECT pg_notify($1, $2)', ['baton_commands', sessionId]);
+  }
+
+  /** Gives every owned session back and tells the others to take them now. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.sweep) clearInterval(this.sweep);
+    const client = this.client;
+    this.client = null;
+    if (!client) return;
+    const ids = [...this.owned.keys()];
+    this.owned.clear();
+    try {
+      await client.query('SELECT pg_advisory_unlock_all()');
+      for (let i = 0; i < ids.length; i += 100) {
+        await client.query('SELECT pg_notify($1, $2)', [
+          'baton_handover',
+          ids.slice(i, i + 100).join(' '),
+        ]);
+      }
+    } catch (error) {
+      this.options.logger.warn({ err: error }, 'hand-over notice failed; the sweep will do');
+    } finally {
+      await client.end().catch(() => undefined);
+    }
+  }
+
+  private async connect(): Promise<void> {
+    const client = new pg.Client({
+      connectionString: this.options.connectionString,
+      application_name: `baton ${this.hostId}`,
+    });
+    client.on('notification', (message) => this.onNotification(message));
+    // Losing this connection loses every advisory lock with it: drop the sessions at once.
+    const onGone = (error?: unknown) => {
+      if (this.client !== client) return;
+      this.client = null;
+      this.options.logger.error({ err: error }, 'coordinator connection lost; sessions dropped');
+      this.dropAll();
+      if (!this.closed) setTimeout(() => void this.connect().catch(() => undefined), 500).unref();
+    };
+    client.on('error', onGone);
+    client.on('end', () => onGone());
+    await client.connect();
+    for (const channel of CHANNELS) await client.query(`LISTEN ${channel}`);
+    this.client = client;
+  }
+
+  private dropAll(): void {
+    const ids = [...this.owned.keys()];
+    this.owned.clear();
+    for (const id of ids) this.events?.lost(id);
+  }
+
+  private async tryClaim(sessionId: string): Promise<number | null> {
+    const client = this.client;
+    if (!client || this.closed) return null;
+    const [high, low] = lockKeys(this.options.schema, sessionId);
+    const locked = await client.query<{ ok: boolean }>(
+      'SELECT pg_try_advisory_lock($1::int, $2::int) AS ok',
+      [high, low],
+    );
+    if (!locked.rows[0]?.ok) return null;
+    const bumped = await client.query<{ owner_epoch: string }>(
+      `UPDATE ${this.schema}.sessions SET owner_epoch = owner_epoch + 1, owner_host = $2
+        WHERE id = $1 RETURNING owner_epoch`,
+      [sessionId, this.hostId],
+    );
+    const row = bumped.rows[0];
+    if (!row) {
+      await client.query('SELECT pg_advisory_unlock($1::int, $2::int)', [high, low]);
+      return null;
+    }
+    const epoch = Number(row.owner_epoch);
+    this.owned.set(sessionId, epoch);
+    return epoch;
+  }
+
+  /** Claims every session that has work and no live owner; runs as a safety net. */
+  private async sweepOnce(): Promise<void> {
+    if (!this.client || this.closed) return;
+    try {
+      const result = await this.query<{ session_id: string }>(
+        `SELECT DISTINCT session_id FROM ${this.schema}.jobs WHERE state NOT IN ${FINAL}
+         UNION SELECT DISTINCT session_id FROM ${this.schema}.commands WHERE done_at IS NULL`,
+      );
+      for (const { session_id: id } of result.rows) {
+        if (this.owned.has(id)) continue;
+        await this.claimAndTell(id);
+      }
+    } catch (error) {
+      this.options.logger.warn({ err: error }, 'coordinator sweep failed');
+    }
+  }
+
+  private async claimAndTell(sessionId: string): Promise<void> {
+    if (this.owned.has(sessionId) || this.claiming.has(sessionId)) return;
+    const epoch = await this.claim(sessionId);
+    if (epoch !== null) await this.events?.claimed(sessionId);
+  }
+
+  private onNotification(message: pg.Notification): void {
+    const payload = message.payload ?? '';
+    const events = this.events;
+    if (!events) return;
+    switch (message.channel) {
+      case 'baton_commands':
+        if (this.owned.has(payload)) events.commands(payload);
+        else void this.claimAndTell(payload).catch(() => undefined);
+        return;
+      case 'baton_events': {
+        const space = payload.indexOf(' ');
+        events.stored(payload.slice(space + 1), Number(payload.slice(0, space)));
+        return;
+      }
+      case 'baton_ephemeral': {
+        const parsed = safeParse(payload);
+        if (parsed && parsed.host !== this.hostId && typeof parsed.owner === 'string') {
+          events.ephemeral(parsed.owner, parsed.frame);
+        }
+        return;
+      }
+      case 'baton_handover':
+        for (const id of payload.split(' ')) void this.claimAndTell(id).catch(() => undefined);
+        return;
+    }
+  }
+
+  private notify(channel: string, payload: string): void {
+    this.query('SELECT pg_notify($1, $2)', [channel, payload]).catch((error: unknown) =>
+      this.options.logger.warn({ err: error, channel }, 'notify failed'),
+    );
+  }
+
+  private async query<R extends pg.QueryResultRow>(
+    text: string,
+    values: unknown[] = [],
+  ): Promise<pg.QueryResult<R>> {
+    const client = this.client;
+    if (!client) throw new Error('coordinator is not connected');
+    return client.query<R>(text, values);
+  }
+}
+
+/** Two 32-bit advisory lock keys for a session (the schema keeps test runs apart). */
+export function lockKeys(schema: string, sessionId: string): [number, number] {
+  const digest = createHash('sha256').update(`${schema}\0${sessionId}`).digest();
+  return [digest.readInt32BE(0), digest.readInt32BE(4)];
+}
+
+function safeParse(text: string): { host?: unknown; owner?: unknown; frame?: unknown } | null {
+  try {
+    const value: unknown = JSON.parse(text);
+    return typeof value === 'object' && value !== null ? value : null;
+  } catch {
+    return null;
+  }
+}

@@ -1,0 +1,239 @@
+import type { Pool, PoolClient, QueryResult, QueryResultRow } from 'pg';
+import {
+  eventColumns,
+  ignoreConnectionError,
+  isRetryable,
+  isUnavailable,
+  jobParams,
+  toEvent,
+  toStoreError,
+} from './postgres-sql.js';
+import type { EventRecord, Named, Statements } from './postgres-sql.js';
+import { DuplicateFollowUpError, StoreConflictError } from './store.js';
+import type { Batch, CommitResult, JobWrite, MessageRow, NewEvent, StoredEvent } from './store.js';
+
+/** Most batches one transaction takes, so that one transaction stays short. */
+const MAX_GROUP = 100;
+/** Runs of one group when the server aborts it for a deadlock or serialization failure. */
+const MAX_ATTEMPTS = 5;
+
+type GroupResult = { ok: true; value: CommitResult } | { ok: false; error: unknown };
+
+interface PendingCommit {
+  batch: Batch;
+  resolve: (result: CommitResult) => void;
+  reject: (error: unknown) => void;
+}
+
+/**
+ * The commit path of {@link PostgresStore}: a single writer chain, so that
+ * batches are applied in call order even when the caller does not wait.
+ * Batches handed in while a transaction runs share the next one (group
+ * commit), each in its own savepoint, as the SQLite store does.
+ */
+export class GroupCommitWriter {
+  private readonly pending: PendingCommit[] = [];
+  private draining: Promise<void> | null = null;
+
+  constructor(
+    private readonly pool: Pool,
+    private readonly sql: Statements,
+  ) {}
+
+  /** Queues the batch behind every batch handed in before it. */
+  commit(batch: Batch): Promise<CommitResult> {
+    return new Promise((resolve, reject) => {
+      this.pending.push({ batch, resolve, reject });
+      this.draining ??= this.drain();
+    });
+  }
+
+  /** Resolves once every batch handed in so far is written or has failed. */
+  async settled(): Promise<void> {
+    await this.draining;
+  }
+
+  /** The writer chain: one group transaction at a time, in call order. */
+  private async drain(): Promise<void> {
+    // Commits handed in during this turn of the event loop join the first group.
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    while (this.pending.length > 0) {
+      await this.writeGroup(this.pending.splice(0, MAX_GROUP));
+    }
+    this.draining = null;
+  }
+
+  /** Writes a group and settles every promise in it; never throws. */
+  private async writeGroup(group: PendingCommit[]): Promise<void> {
+    const batches = group.map((p) => p.batch);
+    for (let attempt = 1; ; attempt += 1) {
+      try {
+        const results = await this.transaction(batches);
+        group.forEach((p, i) => {
+          const result = results[i];
+          if (result?.ok) p.resolve(result.value);
+          else p.reject(toStoreError(result ? result.error : new Error('batch was not written')));
+        });
+        return;
+      } catch (error) {
+        // The server aborted the whole transaction to break a deadlock with
+        // another process: nothing was written, so the same group runs again.
+        if (attempt < MAX_ATTEMPTS && isRetryable(error)) continue;
+        const mapped = toStoreError(error);
+        for (const p of group) p.reject(mapped);
+        return;
+      }
+    }
+  }
+
+  /** Runs the group in one transaction on one connection; ROLLBACK on any throw. */
+  private async transaction(batches: Batch[]): Promise<GroupResult[]> {
+    const client = await this.pool.connect();
+    client.on('error', ignoreConnectionError);
+    let broken: Error | undefined;
+    try {
+      return await this.writeGroupIn(client, batches);
+    } catch (error) {
+      broken = await client.query('ROLLBACK').then(
+        () => undefined,
+        (e: unknown) => (e instanceof Error ? e : new Error(String(e))),
+      );
+      throw error;
+    } finally {
+      client.off('error', ignoreConnectionError);
+      // A connection that cannot even roll back is destroyed, not pooled.
+      client.release(broken);
+    }
+  }
+
+  private async writeGroupIn(client: PoolClient, batches: Batch[]): Promise<GroupResult[]> {
+    await client.query('BEGIN');
+    const many = batches.length > 1;
+    const results: GroupResult[] = [];
+    for (const batch of batches) {
+      if (many) await client.query('SAVEPOINT batch');
+      try {
+        const value = await this.writeBatch(client, batch);
+        if (many) await client.query('RELEASE SAVEPOINT batch');
+        results.push({ ok: true, value });
+      } catch (error) {
+        // Alone, a failing batch fails the transaction. In a group it rolls
+        // back to its savepoint and the others still commit, unless the whole
+        // transaction is lost (connection, disk, deadlock): then all fail.
+        if (!many || isUnavailable(error) || isRetryable(error)) throw error;
+        await client.query('ROLLBACK TO SAVEPOINT batch; RELEASE SAVEPOINT batch');
+        results.push({ ok: false, error });
+      }
+    }
+    const done = await client.query('COMMIT');
+    // COMMIT of a transaction in the aborted state answers ROLLBACK, not an error.
+    if (done.command !== 'COMMIT') throw new Error(`transaction ended with ${done.command}`);
+    return results;
+  }
+
+  /** The body of one batch; any throw rolls all of it back. */
+  private async writeBatch(client: PoolClient, batch: Batch): Promise<CommitResult> {
+    for (const s of batch.sessions ?? []) {
+      await this.run(client, 'insertSession', [
+        s.id,
+        s.owner,
+        s.title,
+        s.systemPrompt,
+        s.createdAt,
+      ]);
+    }
+    for (const deletion of batch.sessionDeletes ?? []) {
+      await this.run(client, 'deleteSession', [deletion.at, deletion.id]);
+    }
+
+    const jobVersions: Record<string, number> = {};
+    for (const write of batch.jobs ?? []) {
+      jobVersions[write.row.id] = await this.writeJob(client, write);
+    }
+    for (const message of batch.messages ?? []) {
+      await this.writeMessage(client, message);
+    }
+
+    const events = await this.appendEvents(client, batch.events ?? []);
+    return { events, jobVersions };
+  }
+
+  private async writeJob(client: PoolClient, write: JobWrite): Promise<number> {
+    const params = jobParams(write.row);
+    if (write.expectedVersion === null) {
+      const { rowCount } = await this.run(client, 'insertJob', params);
+      // The caller believed the job was new; someone else created it first.
+      if (rowCount === 0) throw new StoreConflictError(write.row.id, null);
+      return 1;
+    }
+    const { rows } = await this.run<{ version: number }>(client, 'updateJob', [
+      ...params,
+      write.expectedVersion,
+    ]);
+    const version = rows[0]?.version;
+    if (version === undefined) throw new StoreConflictError(write.row.id, write.expectedVersion);
+    return version;
+  }
+
+  private async writeMessage(client: PoolClient, m: MessageRow): Promise<void> {
+    const metadata = JSON.stringify(m.metadata);
+    await this.run(client, 'insertMessage', [
+      m.id,
+      m.sessionId,
+      m.owner,
+      m.role,
+      m.content,
+      metadata,
+      m.createdAt,
+    ]);
+    for (const [position, jobId] of (m.answersJobs ?? []).entries()) {
+      const { rowCount } = await this.run(client, 'insertFollowUp', [jobId, m.id, position]);
+      if (rowCount === 0) throw new DuplicateFollowUpError(jobId);
+    }
+  }
+
+  /**
+   * Takes each owner's seqs from `owner_seq` inside the transaction: the row
+   * lock makes concurrent writers of an owner take turns, and a rollback
+   * returns the numbers, so seq stays gap-free across processes.
+   */
+  private async appendEvents(client: PoolClient, events: NewEvent[]): Promise<StoredEvent[]> {
+    if (events.length === 0) return [];
+    const counts = new Map<string, number>();
+    for (const e of events) counts.set(e.owner, (counts.get(e.owner) ?? 0) + 1);
+    const { rows } = await this.run<{ owner: string; last_seq: number }>(client, 'bumpSeqs', [
+      [...counts.keys()],
+      [...counts.values()],
+    ]);
+    const next = new Map<string, number>();
+    for (const r of rows) next.set(r.owner, r.last_seq - (counts.get(r.owner) ?? 0) + 1);
+
+    const records = events.map((e): EventRecord => {
+      const seq = next.get(e.owner);
+      if (seq === undefined) throw new Error(`no seq allocated for owner ${e.owner}`);
+      next.set(e.owner, seq + 1);
+      return {
+        owner: e.owner,
+        seq,
+        at: e.at,
+        type: e.type,
+        session_id: e.sessionId ?? null,
+        job_id: e.jobId ?? null,
+        turn_id: e.turnId ?? null,
+        data: JSON.stringify(e.data),
+      };
+    });
+    await this.run(client, 'insertEvents', eventColumns(records));
+    // Parsed back from what was stored, so a live event and its replay are equal.
+    return records.map(toEvent);
+  }
+
+  /** Runs a fixed statement as a prepared statement of the connection. */
+  private run<R extends QueryResultRow>(
+    client: PoolClient,
+    name: Named,
+    values: unknown[],
+  ): Promise<QueryResult<R>> {
+    return client.query<R>({ name, text: this.sql[name], values });
+  }
+}
