@@ -1,3 +1,5 @@
+import type { Command, CommandResult, StoredCommand } from './commands.js';
+
 /**
  * How the processes that share one store divide the work. A session's actors
  * (its mutex and its jobs) live in exactly one process, its owner; the others
@@ -37,8 +39,12 @@ export interface Coordinator {
   announce(owner: string, seq: number): void;
   /** Passes a not-stored frame to the other processes' clients. */
   broadcast(owner: string, frame: unknown): void;
-  /** Wakes the owner of a session: commands are waiting for it. */
-  wake(sessionId: string): Promise<void>;
+  /** Stores a command for the session's owner, wakes it, and waits for the result. */
+  forward(sessionId: string, command: Command): Promise<CommandResult>;
+  /** Commands waiting for a session this process owns, oldest first. */
+  pendingCommands(sessionId: string): Promise<StoredCommand[]>;
+  /** Stores a command's result and tells the process that sent it. */
+  finishCommand(id: number, result: CommandResult): Promise<void>;
   /** Gives every owned session back so that others take them at once. */
   close(): Promise<void>;
 }
@@ -66,7 +72,16 @@ export class LocalCoordinator implements Coordinator {
 
   broadcast(): void {}
 
-  async wake(): Promise<void> {}
+  // The only process owns every session, so nothing is ever forwarded.
+  async forward(): Promise<CommandResult> {
+    return { ok: false, code: 'internal', message: 'nothing to forward in a single process' };
+  }
+
+  async pendingCommands(): Promise<StoredCommand[]> {
+    return [];
+  }
+
+  async finishCommand(): Promise<void> {}
 
   async close(): Promise<void> {}
 }

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import pg from 'pg';
+import type { Command, CommandResult, StoredCommand } from './commands.js';
 import type { Coordinator, CoordinatorEvents } from './coordinator.js';
 import type { Logger } from './policy.js';
 
@@ -8,6 +9,8 @@ export interface PgCoordinatorOptions {
   /** The store's schema: the coordinator's tables live beside the store's. */
   schema: string;
   hostId: string;
+  /** How long a forwarded call waits for the session's owner. @defaultValue 15000 */
+  forwardTimeoutMs?: number;
   /**
    * Period of the safety sweep that claims sessions whose owner died (their
    * lease, the owner's advisory lock, ends with its connection). Wake-ups do
@@ -18,7 +21,13 @@ export interface PgCoordinatorOptions {
   logger: Logger;
 }
 
-const CHANNELS = ['baton_commands', 'baton_events', 'baton_ephemeral', 'baton_handover'] as const;
+const CHANNELS = [
+  'baton_commands',
+  'baton_command_done',
+  'baton_events',
+  'baton_ephemeral',
+  'baton_handover',
+] as const;
 /** NOTIFY payloads are capped at 8000 bytes by PostgreSQL. */
 const MAX_PAYLOAD = 7900;
 const FINAL = `('followedUp', 'failed', 'cancelled', 'skipped')`;
@@ -37,6 +46,7 @@ export class PgCoordinator implements Coordinator {
   readonly shared = true;
   private readonly owned = new Map<string, number>();
   private readonly claiming = new Map<string, Promise<number | null>>();
+  private readonly waiting = new Map<number, (result: CommandResult) => void>();
   private client: pg.Client | null = null;
   private events: CoordinatorEvents | null = null;
   private sweep: NodeJS.Timeout | null = null;
@@ -81,8 +91,59 @@ export class PgCoordinator implements Coordinator {
     if (Buffer.byteLength(payload) <= MAX_PAYLOAD) this.notify('baton_ephemeral', payload);
   }
 
-  async wake(sessionId: string): Promise<void> {
-    await this.query('SELECT pg_notify($1, $2)', ['baton_commands', sessionId]);
+  async forward(sessionId: string, command: Command): Promise<CommandResult> {
+    const stored = await this.query<{ id: string }>(
+      `WITH c AS (INSERT INTO ${this.schema}.commands (session_id, command) VALUES ($1, $2)
+                  RETURNING id)
+       SELECT id, pg_notify('baton_commands', $1) FROM c`,
+      [sessionId, JSON.stringify(command)],
+    );
+    const id = Number(stored.rows[0]?.id);
+    const deadline = Date.now() + (this.options.forwardTimeoutMs ?? 15_000);
+    // Woken by NOTIFY; the row is read again now and then in case a notice was missed.
+    while (Date.now() < deadline) {
+      const result = await new Promise<CommandResult | null>((resolve) => {
+        const timer = setTimeout(() => {
+          this.waiting.delete(id);
+          resolve(null);
+        }, 1000);
+        this.waiting.set(id, (r) => {
+          clearTimeout(timer);
+          resolve(r);
+        });
+      });
+      if (result) return result;
+      const row = await this.query<{ result: CommandResult | null }>(
+        `SELECT result FROM ${this.schema}.commands WHERE id = $1`,
+        [id],
+      );
+      if (row.rows[0]?.result) return row.rows[0].result;
+      // The owner may have died since: the session may be ours to take now.
+      void this.claimAndTell(sessionId).catch(() => undefined);
+    }
+    return {
+      ok: false,
+      code: 'store_unavailable',
+      message: 'the owner of the session did not answer',
+    };
+  }
+
+  async pendingCommands(sessionId: string): Promise<StoredCommand[]> {
+    const rows = await this.query<{ id: string; command: Command }>(
+      `SELECT id, command FROM ${this.schema}.commands
+        WHERE session_id = $1 AND done_at IS NULL ORDER BY id`,
+      [sessionId],
+    );
+    return rows.rows.map((r) => ({ id: Number(r.id), command: r.command }));
+  }
+
+  async finishCommand(id: number, result: CommandResult): Promise<void> {
+    await this.query(
+      `WITH c AS (UPDATE ${this.schema}.commands SET result = $2, done_at = now()
+                   WHERE id = $1 RETURNING id)
+       SELECT pg_notify('baton_command_done', id::text) FROM c`,
+      [id, JSON.stringify(result)],
+    );
   }
 
   /** Gives every owned session back and tells the others to take them now. */
@@ -193,6 +254,22 @@ export class PgCoordinator implements Coordinator {
         if (this.owned.has(payload)) events.commands(payload);
         else void this.claimAndTell(payload).catch(() => undefined);
         return;
+      case 'baton_command_done': {
+        const id = Number(payload);
+        const resolve = this.waiting.get(id);
+        if (!resolve) return;
+        this.waiting.delete(id);
+        void this.query<{ result: CommandResult | null }>(
+          `SELECT result FROM ${this.schema}.commands WHERE id = $1`,
+          [id],
+        ).then(
+          (row) =>
+            resolve(row.rows[0]?.result ?? { ok: false, code: 'internal', message: 'no result' }),
+          () =>
+            resolve({ ok: false, code: 'store_unavailable', message: 'could not read the result' }),
+        );
+        return;
+      }
       case 'baton_events': {
         const space = payload.indexOf(' ');
         events.stored(payload.slice(space + 1), Number(payload.slice(0, space)));

@@ -7,8 +7,12 @@
 
 import type { Rng } from './rng.js';
 
-/** Where an item stands with the driver. `unknown`: sent, no answer (the server died). */
-export type ItemState = 'todo' | 'inflight' | 'unknown' | 'done';
+/**
+ * Where an item stands with the driver. `unknown`: sent, no answer (the
+ * server died); `failed`: answered with an unexpected error and given up
+ * (recorded, and the campaign fails).
+ */
+export type ItemState = 'todo' | 'inflight' | 'unknown' | 'done' | 'failed';
 
 export interface SessionItem {
   kind: 'session';
