@@ -2,6 +2,7 @@ import fc from 'fast-check';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
   DuplicateFollowUpError,
+  FencedError,
   StoreConflictError,
   StoreWriteError,
 } from '../../src/runtime/store/store.js';
@@ -526,6 +527,34 @@ export function storeContract(name: string, make: () => Promise<Store>): void {
         expect(await store.commit({})).toEqual({ events: [], jobVersions: {} });
         await store.commit({ events: [eventOf(owner, 'x')] });
         expect(await store.lastSeq(owner)).toBe(1);
+      });
+    });
+
+    describe('fencing', () => {
+      it('applies a batch fenced with the session’s current epoch', async () => {
+        const { owner, id } = namespace();
+        await store.commit({ sessions: [sessionRow(owner, id('s'))] });
+        await store.commit({
+          fence: { sessionId: id('s'), epoch: 0 },
+          jobs: [{ row: jobRow(owner, id('s'), id('j')), expectedVersion: null }],
+        });
+        expect((await store.getJob(id('j')))?.version).toBe(1);
+      });
+
+      it('refuses a batch fenced with another epoch and writes none of it', async () => {
+        const { owner, id } = namespace();
+        await store.commit({ sessions: [sessionRow(owner, id('s'))] });
+        const err = await failure(
+          store.commit({
+            fence: { sessionId: id('s'), epoch: 7 },
+            jobs: [{ row: jobRow(owner, id('s'), id('j')), expectedVersion: null }],
+            events: [eventOf(owner, 'x')],
+          }),
+        );
+        expect(err).toBeInstanceOf(FencedError);
+        expect(err).toBeInstanceOf(StoreConflictError);
+        expect(await store.getJob(id('j'))).toBeNull();
+        expect(await store.lastSeq(owner)).toBe(0);
       });
     });
 

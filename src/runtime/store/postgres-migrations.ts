@@ -114,7 +114,31 @@ function initialSchema(s: string): string {
 /** Every schema step, oldest first. Append only. */
 export const POSTGRES_MIGRATIONS: readonly PostgresMigration[] = [
   { version: 1, name: 'initial schema', sql: initialSchema },
+  { version: 2, name: 'session owners and commands', sql: sessionOwners },
 ];
+
+/**
+ * Several processes on one database: a session's owner and fencing epoch
+ * (raised by every claim, checked by every write of the session), and the
+ * commands one process leaves for the owner of a session.
+ */
+function sessionOwners(s: string): string {
+  return `
+  ALTER TABLE ${s}.sessions
+    ADD COLUMN owner_epoch bigint NOT NULL DEFAULT 0,
+    ADD COLUMN owner_host text;
+
+  CREATE TABLE ${s}.commands (
+    id bigserial PRIMARY KEY,
+    session_id text COLLATE "C" NOT NULL,
+    command json NOT NULL,
+    result json,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    done_at timestamptz
+  );
+  CREATE INDEX commands_pending ON ${s}.commands (session_id, id) WHERE done_at IS NULL;
+`;
+}
 
 /**
  * First key of the advisory lock that serialises migrations ("Batn"); the

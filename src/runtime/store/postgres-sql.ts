@@ -105,6 +105,7 @@ export function statements(s: string) {
     insertSession: `INSERT INTO ${s}.sessions (id, owner, title, system_prompt, created_at)
       VALUES ($1, $2, $3, $4, $5)`,
     // The first deletion time wins: deleting twice must not move it.
+    sessionEpoch: `SELECT owner_epoch FROM ${s}.sessions WHERE id = $1 FOR SHARE`,
     deleteSession: `UPDATE ${s}.sessions SET deleted_at = $1 WHERE id = $2 AND deleted_at IS NULL`,
     getSession: `SELECT id, owner, title, system_prompt, created_at FROM ${s}.sessions
       WHERE id = $1 AND deleted_at IS NULL`,

@@ -9,7 +9,7 @@ import {
   toStoreError,
 } from './postgres-sql.js';
 import type { EventRecord, Named, Statements } from './postgres-sql.js';
-import { DuplicateFollowUpError, StoreConflictError } from './store.js';
+import { DuplicateFollowUpError, FencedError, StoreConflictError } from './store.js';
 import type { Batch, CommitResult, JobWrite, MessageRow, NewEvent, StoredEvent } from './store.js';
 
 /** Most batches one transaction takes, so that one transaction stays short. */
@@ -133,6 +133,16 @@ export class GroupCommitWriter {
 
   /** The body of one batch; any throw rolls all of it back. */
   private async writeBatch(client: PoolClient, batch: Batch): Promise<CommitResult> {
+    if (batch.fence) {
+      // FOR SHARE: a claim (which raises the epoch) waits for this commit, or this one sees it.
+      const { rows } = await this.run<{ owner_epoch: number }>(client, 'sessionEpoch', [
+        batch.fence.sessionId,
+      ]);
+      const epoch = rows[0]?.owner_epoch;
+      if (epoch !== undefined && Number(epoch) !== batch.fence.epoch) {
+        throw new FencedError(batch.fence);
+      }
+    }
     for (const s of batch.sessions ?? []) {
       await this.run(client, 'insertSession', [
         s.id,

@@ -107,6 +107,15 @@ export const SQLITE_MIGRATIONS: readonly SqliteMigration[] = [
       db.exec(INITIAL_SCHEMA);
     },
   },
+  {
+    version: 2,
+    // The same fencing column as PostgreSQL, so one contract holds for both;
+    // with the embedded store a single process owns every session at epoch 0.
+    name: 'session owner epoch',
+    up(db) {
+      db.exec('ALTER TABLE sessions ADD COLUMN owner_epoch INTEGER NOT NULL DEFAULT 0');
+    },
+  },
 ];
 
 /**

@@ -2,6 +2,7 @@ import Database from 'better-sqlite3';
 import { migrateSqlite } from './sqlite-migrations.js';
 import {
   DuplicateFollowUpError,
+  FencedError,
   FINAL_JOB_STATES,
   StoreConflictError,
   StoreWriteError,
@@ -113,6 +114,9 @@ function prepareStatements(db: Database.Database) {
       `INSERT INTO sessions (id, owner, title, system_prompt, created_at) VALUES (?, ?, ?, ?, ?)`,
     ),
     // The first deletion time wins: deleting twice must not move it.
+    sessionEpoch: db
+      .prepare<[string], number>('SELECT owner_epoch FROM sessions WHERE id = ?')
+      .pluck(),
     deleteSession: db.prepare<[string, string]>(
       `UPDATE sessions SET deleted_at = ? WHERE id = ? AND deleted_at IS NULL`,
     ),
@@ -356,7 +360,10 @@ export class SqliteStore implements Store {
           } catch (error) {
             // A full disk or an I/O error can roll back the whole transaction
             // (SQLite does so on its own): then every batch of the group fails.
-            if (!open.inTransaction || (isSqliteError(error) && UNAVAILABLE_CODE.test(error.code))) {
+            if (
+              !open.inTransaction ||
+              (isSqliteError(error) && UNAVAILABLE_CODE.test(error.code))
+            ) {
               throw error;
             }
             return { ok: false, error };
@@ -481,6 +488,10 @@ export class SqliteStore implements Store {
 
   /** The body of the commit transaction; any throw rolls all of it back. */
   private writeBatch(s: Statements, batch: Batch): CommitResult {
+    if (batch.fence) {
+      const epoch = s.sessionEpoch.get(batch.fence.sessionId);
+      if (epoch !== undefined && epoch !== batch.fence.epoch) throw new FencedError(batch.fence);
+    }
     for (const session of batch.sessions ?? []) {
       s.insertSession.run(
         session.id,

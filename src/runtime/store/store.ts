@@ -104,7 +104,17 @@ export interface JobWrite {
   expectedVersion: number | null;
 }
 
+/**
+ * The commit applies only while the session's `owner_epoch` is `epoch`: a
+ * process that lost the session to another can no longer write for it.
+ */
+export interface Fence {
+  sessionId: string;
+  epoch: number;
+}
+
 export interface Batch {
+  fence?: Fence;
   sessions?: SessionRow[];
   sessionDeletes?: { id: string; at: Iso }[];
   messages?: MessageRow[];
@@ -161,8 +171,20 @@ export class StoreConflictError extends Error {
   constructor(
     readonly jobId: string,
     readonly expected: number | null,
+    message = `job ${jobId} was changed by another writer (expected version ${expected})`,
   ) {
-    super(`job ${jobId} was changed by another writer (expected version ${expected})`);
+    super(message);
+  }
+}
+
+/** The batch's fence failed: another process owns the session now. */
+export class FencedError extends StoreConflictError {
+  constructor(fence: Fence) {
+    super(
+      '',
+      fence.epoch,
+      `session ${fence.sessionId} has a newer owner than epoch ${fence.epoch}; nothing was written`,
+    );
   }
 }
 

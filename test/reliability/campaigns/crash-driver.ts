@@ -44,6 +44,8 @@ export class CrashDriver {
   /** Acknowledged (2xx) creations, checked against the store at the end. */
   readonly acked = { sessions: new Set<string>(), jobs: new Set<string>(), messages: new Set<string>() };
   epoch = 0;
+  /** Job-start requests sent and not answered yet. */
+  inflightStarts = 0;
   /** Called when a job-start request has been sent (a kill mode aims at it). */
   onJobStartSent: (() => void) | null = null;
 
@@ -196,9 +198,10 @@ export class CrashDriver {
     }
     return async () => {
       const path = `/v1/sessions/${sessionId}/jobs`;
+      this.inflightStarts++;
       const sent = this.send(url, 'POST', path, item.body, () => {
         item.state = 'unknown';
-      });
+      }).finally(() => this.inflightStarts--);
       this.onJobStartSent?.();
       const reply = await sent;
       if (!this.expect(reply.status === 201, 'start job', reply)) {
