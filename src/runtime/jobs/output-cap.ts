@@ -52,6 +52,15 @@ export function truncationMarker(omittedBytes: number): string {
 // leading byte-order mark as text instead of silently dropping it.
 const decoder = new TextDecoder('utf-8', { fatal: false, ignoreBOM: true });
 
+/**
+ * Decodes output for storage. NUL becomes U+FFFD like any other byte that is
+ * not text: PostgreSQL's text type cannot hold it, and a job's output must be
+ * storable in every store.
+ */
+function decode(bytes: Uint8Array): string {
+  return decoder.decode(bytes).replaceAll('\u0000', '\uFFFD');
+}
+
 /** Length of the UTF-8 sequence that a lead byte starts, or 0 for a continuation or invalid byte. */
 function sequenceLength(lead: number): number {
   if (lead < 0x80) return 1;
@@ -110,7 +119,7 @@ export function joinHeadTail(head: Uint8Array, tail: Uint8Array, totalBytes: num
     const whole = new Uint8Array(head.length + tail.length);
     whole.set(head, 0);
     whole.set(tail, head.length);
-    return { output: decoder.decode(whole), truncated: false, totalBytes, omittedBytes: 0 };
+    return { output: decode(whole), truncated: false, totalBytes, omittedBytes: 0 };
   }
   const keepHead = headCut(head);
   const skipTail = tailSkip(tail);
@@ -118,7 +127,7 @@ export function joinHeadTail(head: Uint8Array, tail: Uint8Array, totalBytes: num
   const tailPart = tail.subarray(skipTail);
   const omittedBytes = totalBytes - headPart.length - tailPart.length;
   return {
-    output: decoder.decode(headPart) + truncationMarker(omittedBytes) + decoder.decode(tailPart),
+    output: decode(headPart) + truncationMarker(omittedBytes) + decode(tailPart),
     truncated: true,
     totalBytes,
     omittedBytes,

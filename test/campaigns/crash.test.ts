@@ -1,0 +1,18 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { expect, it } from 'vitest';
+import { crashSummaryLine, runCrashCampaign } from '../reliability/campaigns/crash.js';
+import { expectCleanCrash } from '../reliability/campaigns/crash-expect.js';
+import { campaignSeed } from '../reliability/campaigns/rng.js';
+
+it('loses, doubles and interleaves nothing when baton serve is killed 20 times', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'baton-crash-short-'));
+  try {
+    const summary = await runCrashCampaign({ dir, sessions: 10, jobs: 100, kills: 20, seed: campaignSeed() });
+    expectCleanCrash(summary, { jobs: 100, kills: 20 });
+    console.log(crashSummaryLine(summary));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}, 120_000);
