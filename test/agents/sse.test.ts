@@ -1,5 +1,4 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { performance } from 'node:perf_hooks';
 import { SseAgent, parseRetryAfter } from '../../src/runtime/agents/sse.js';
 import { sseFrame, startFakeSseAgent } from '../support/fake-sse-agent.js';
 import type { FakeSseAgent } from '../support/fake-sse-agent.js';
@@ -188,10 +187,9 @@ describe('SseAgent: failures', () => {
       seen.deltas.push(delta);
       setTimeout(() => controller.abort(), 10);
     };
-    const started = performance.now();
+    // The stream hangs for ever: only the abort can end this run.
     const error = await agentError(agent.run(input));
     expect(error.code).toBe('agent_aborted');
-    expect(performance.now() - started).toBeLessThan(1_000);
     expect(seen.deltas).toEqual(['working on it']);
     await expect.poll(() => fake.requests[0]?.clientClosedAt ?? null).not.toBeNull();
   });

@@ -71,9 +71,7 @@ describe('ProcessRunner.adopt', () => {
     expect(b.running()).toEqual(['r']);
     const exit = await rec.next('r', 3000);
     expect(exit).toMatchObject({ outcome: 'failed', exitCode: 3, output: 'done\n' });
-    // Event driven: well before the 60 s sweep, close to the moment the exit file appeared.
-    const written = statSync(join(handle.dir, 'exit')).mtimeMs;
-    expect(rec.calls[0]!.at - written).toBeLessThan(500);
+    // Seen through the directory watch: the sweep (60 s here) would come long after rec.next gives up.
     expect(first.calls).toEqual([]);
     expect(b.running()).toEqual([]);
   });
