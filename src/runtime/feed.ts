@@ -58,8 +58,17 @@ export class Feed {
     for (const event of events) this.emit(event.owner, toFrame(event));
   }
 
+  /** Passes this process's not-stored frames on to other processes (set when the store is shared). */
+  relay: ((owner: string, frame: Omit<FeedFrame, 'seq'>) => void) | null = null;
+
   /** Fans out a frame that is not stored (streamed deltas, steps, tool events). */
   ephemeral(owner: string, frame: Omit<FeedFrame, 'seq'>): void {
+    this.emit(owner, frame);
+    this.relay?.(owner, frame);
+  }
+
+  /** A not-stored frame made by another process: fanned out here, not passed on again. */
+  fromPeer(owner: string, frame: Omit<FeedFrame, 'seq'>): void {
     this.emit(owner, frame);
   }
 

@@ -19,7 +19,7 @@ export interface LiveTurnDeps {
   commit(sessionId: string, build: () => Batch | null): Promise<unknown>;
   tools(owner: string, sessionId: string): AgentTools;
   /** Registers the turn's run so that shutdown can wait for it or abort it. */
-  track(turnId: string, run: { done: Promise<void>; abort: () => void }): void;
+  track(turnId: string, sessionId: string, run: { done: Promise<void>; abort: () => void }): void;
   onError(error: unknown): void;
 }
 
@@ -48,7 +48,7 @@ export function startLiveTurn(deps: LiveTurnDeps, session: SessionRow, turnId: s
       const done = run().finally(() => {
         deps.locks.release(session.id, turnId, controller.signal.aborted ? 'aborted' : 'done');
       });
-      deps.track(turnId, { done, abort: () => controller.abort() });
+      deps.track(turnId, session.id, { done, abort: () => controller.abort() });
     },
     revoked: () => controller.abort(),
     gone: () => {

@@ -1,6 +1,7 @@
 import type { InspectionEvent } from 'xstate';
 import type { Agent } from './agents/agent.js';
 import type { Clock } from './clock.js';
+import type { Coordinator } from './coordinator.js';
 import type { Ids } from './ids.js';
 import type { BatonPolicy, Logger } from './policy.js';
 import type { LockRecord } from './session-locks.js';
@@ -19,6 +20,8 @@ export interface BatonOptions {
   random?: () => number;
   logger?: Logger;
   inspect?: ((event: InspectionEvent) => void) | undefined;
+  /** How processes sharing the store divide the sessions. @defaultValue a single-process one */
+  coordinator?: Coordinator;
   /** Sees every lock grant and release (tests assert that holders never overlap). */
   onLockRecord?: (sessionId: string, record: LockRecord) => void;
 }

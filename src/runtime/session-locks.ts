@@ -123,6 +123,14 @@ export class SessionLocks {
     return this.sessions.get(sessionId)?.actor.getSnapshot().context.holder ?? null;
   }
 
+  /** Drops a session's actor without telling anyone (another process owns the session now). */
+  forget(sessionId: string): void {
+    const entry = this.sessions.get(sessionId);
+    if (!entry) return;
+    this.sessions.delete(sessionId);
+    entry.actor.stop();
+  }
+
   /** Stops every session actor (shutdown); nobody is told anything. */
   stop(): void {
     for (const entry of this.sessions.values()) entry.actor.stop();
@@ -197,7 +205,9 @@ export class SessionLocks {
       // effects below cause (the job's move to `continuing`), so the feed
       // shows the lock change first. The lock itself lives in memory only: a
       // restart drops every holder, so its effects need not wait for the write.
-      this.options.persist(sessionId, view).catch((error: unknown) => this.options.onError?.(error));
+      this.options
+        .persist(sessionId, view)
+        .catch((error: unknown) => this.options.onError?.(error));
     }
     run();
     if (deleted) this.deleted.add(sessionId);
@@ -212,7 +222,8 @@ export class SessionLocks {
     if (this.sessions.get(sessionId) !== entry) return;
     const context = entry.actor.getSnapshot().context;
     const deleted = this.deleted.has(sessionId);
-    if (!deleted && (context.holder || context.queue.length > 0 || entry.pending.length > 0)) return;
+    if (!deleted && (context.holder || context.queue.length > 0 || entry.pending.length > 0))
+      return;
     this.sessions.delete(sessionId);
     entry.actor.stop();
   }

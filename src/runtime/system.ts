@@ -1,35 +1,39 @@
-import { stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import type { JobMachine, JobState } from '../machines/job.machine.js';
+import type { JobMachine } from '../machines/job.machine.js';
 import type { LockView } from '../machines/session.machine.js';
 import type { Agent, AgentTools } from './agents/agent.js';
-import { capResult } from './agents/trigger.js';
-import { failureNotice } from './failure-notice.js';
 import { iso, systemClock, type Clock } from './clock.js';
+import { settle, unwrap, type Command } from './commands.js';
+import { LocalCoordinator, type Coordinator } from './coordinator.js';
 import { BatonError, notFound } from './errors.js';
-import { Feed } from './feed.js';
+import { Feed, type FeedFrame } from './feed.js';
+import { FeedTail } from './feed-tail.js';
 import type { FollowUpDeps } from './follow-up.js';
-import { JobEffects } from './job-effects.js';
 import { randomIds, type Ids } from './ids.js';
-import { JobActor, type JobActorHost, type PersistedJob } from './job-actor.js';
+import { JobEffects } from './job-effects.js';
 import { JobProcesses } from './job-processes.js';
+import { JobRegistry } from './job-registry.js';
 import { startLiveTurn, type LiveTurnDeps } from './live-turn.js';
+import type { BatonOptions, CompleteJobBody, StartJobBody } from './options.js';
+import { resolvePolicy, silentLogger, type BatonPolicy, type Logger } from './policy.js';
 import { runCommand } from './run-command.js';
-import { SessionLocks } from './session-locks.js';
 import { SerialQueue } from './serial-queue.js';
-import type { Batch, JobRow, MessageRow, SessionRow, Store } from './store/store.js';
-import { FINAL_JOB_STATES } from './store/store.js';
+import { SessionLocks } from './session-locks.js';
 import {
-  jobView,
+  FencedError,
+  type Batch,
+  type MessageRow,
+  type SessionRow,
+  type Store,
+  type StoredEvent,
+} from './store/store.js';
+import {
   messageView,
   sessionView,
   type JobView,
   type MessageView,
   type SessionView,
 } from './views.js';
-import { describeWhy } from './why.js';
-import type { BatonOptions, CompleteJobBody, StartJobBody } from './options.js';
-import { resolvePolicy, silentLogger, type BatonPolicy, type Logger } from './policy.js';
 
 export { resolvePolicy, type BatonPolicy, type Logger } from './policy.js';
 export type { BatonOptions, CompleteJobBody, StartJobBody } from './options.js';
@@ -38,37 +42,64 @@ export type { BatonOptions, CompleteJobBody, StartJobBody } from './options.js';
  * The runtime: the machines wired to the store, the process runner, the
  * agent and the feed. Transports call its methods; every method checks that
  * the owner may see what it asks for (another owner's resource is "not found").
+ *
+ * Calls that change a session run where the session's actors live: here
+ * with the embedded store; with a shared store, on the process that owns the
+ * session, to which other processes forward them (SPEC §8).
  */
 export class Baton {
   readonly feed = new Feed();
   readonly policy: BatonPolicy;
   readonly store: Store;
   readonly agent: Agent;
+  readonly coordinator: Coordinator;
   private readonly clock: Clock;
   private readonly ids: Ids;
   private readonly logger: Logger;
   private readonly queue = new SerialQueue();
-  private readonly jobs = new Map<string, JobActor>();
-  private readonly turns = new Map<string, { done: Promise<void>; abort: () => void }>();
+  private readonly commandQueue = new SerialQueue();
+  private readonly turns = new Map<
+    string,
+    { sessionId: string; done: Promise<void>; abort: () => void }
+  >();
   private readonly owners = new Map<string, string>();
-  private readonly reloading = new Set<string>();
+  private readonly loaded = new Map<string, Promise<void>>();
   private readonly processes: JobProcesses;
   private readonly locks: SessionLocks;
-  private readonly effects: JobEffects;
-  private readonly host: JobActorHost;
+  private readonly jobs: JobRegistry;
   private readonly liveDeps: LiveTurnDeps;
+  private readonly tail: FeedTail;
   private readonly workDir: string;
   private closing: Promise<void> | null = null;
 
   constructor(options: BatonOptions) {
     this.store = options.store;
     this.agent = options.agent;
+    this.coordinator = options.coordinator ?? new LocalCoordinator();
     this.policy = resolvePolicy(options.policy);
     this.clock = options.clock ?? systemClock;
     this.ids = options.ids ?? randomIds;
     this.logger = options.logger ?? silentLogger;
     this.workDir = resolve(options.workDir ?? process.cwd());
+    this.tail = new FeedTail(this.store, this.feed, (error) =>
+      this.logger.warn({ err: error }, 'feed tail failed'),
+    );
+    if (this.coordinator.shared) {
+      this.feed.relay = (owner, frame) => this.coordinator.broadcast(owner, frame);
+    }
     const now = () => this.clock.now();
+    const commit = (sessionId: string, build: () => Batch | null) => this.commit(sessionId, build);
+    this.jobs = new JobRegistry({
+      store: this.store,
+      clock: this.clock,
+      ids: this.ids,
+      logger: this.logger,
+      policy: this.policy,
+      workDir: this.workDir,
+      commit,
+      inspect: options.inspect,
+      closing: () => this.closing !== null,
+    });
     this.processes = new JobProcesses({
       dataDir: options.dataDir,
       workDir: this.workDir,
@@ -77,7 +108,7 @@ export class Baton {
       limits: this.policy.limits,
       now,
       logger: this.logger,
-      jobs: () => this.jobs.values(),
+      jobs: () => this.jobs.all(),
       job: (id) => this.jobs.get(id),
       closing: () => this.closing !== null,
     });
@@ -97,16 +128,16 @@ export class Baton {
       now,
       agentTimeoutMs: this.policy.agentTimeoutS * 1000,
       maxRounds: this.policy.maxRounds,
-      commit: (sessionId: string, build: () => Batch | null) => this.commit(sessionId, build),
+      commit,
       tools: (owner: string, sessionId: string) => this.tools(owner, sessionId),
     };
     const followUp: FollowUpDeps = {
       ...common,
       // Filled in just below: the follow-up needs the provided machine to compute snapshots.
       machine: undefined as unknown as JobMachine,
-      jobsOf: (sessionId) => [...this.jobs.values()].filter((j) => j.sessionId === sessionId),
+      jobsOf: (sessionId) => this.jobs.ofSession(sessionId),
     };
-    this.effects = new JobEffects({
+    const effects = new JobEffects({
       clock: this.clock,
       random: options.random ?? Math.random,
       locks: this.locks,
@@ -114,28 +145,13 @@ export class Baton {
       followUp,
       job: (id) => this.jobs.get(id),
     });
-    followUp.machine = this.effects.machine;
-    this.host = {
-      machine: this.effects.machine,
-      now,
-      write: (job, batch) => this.writeJob(job, batch),
-      why: (job) =>
-        describeWhy(job, {
-          lock: this.locks.view(job.sessionId),
-          heldBy: this.processes.blocker(job.owner, job.sessionId),
-        }),
-      transitionWrites: (job, entered, row) => this.transitionWrites(job, entered, row),
-      inspect: options.inspect,
-      onError: (job, error) => {
-        this.logger.error({ err: error, jobId: job.id }, 'job write or actor failed');
-        this.scheduleReload(job);
-      },
-    };
+    followUp.machine = effects.machine;
+    this.jobs.wire({ effects, processes: this.processes, locks: this.locks });
     this.liveDeps = {
       ...common,
       locks: this.locks,
-      track: (turnId, run) => {
-        this.turns.set(turnId, run);
+      track: (turnId, sessionId, run) => {
+        this.turns.set(turnId, { ...run, sessionId });
         void run.done.finally(() => this.turns.delete(turnId));
       },
       onError: (error) => this.logger.error({ err: error }, 'live turn failed'),
@@ -157,10 +173,18 @@ export class Baton {
       createdAt: iso(this.clock.now()),
     };
     this.owners.set(row.id, owner);
-    await this.commit(row.id, () => ({
-      sessions: [row],
-      events: [this.event(owner, 'session.created', { session: sessionView(row) }, row.id)],
-    }));
+    // Nobody owns a session before it exists: this first write is not fenced.
+    await this.commit(
+      row.id,
+      () => ({
+        sessions: [row],
+        events: [this.event(owner, 'session.created', { session: sessionView(row) }, row.id)],
+      }),
+      false,
+    );
+    if (this.coordinator.shared && (await this.coordinator.claim(row.id)) !== null) {
+      this.loaded.set(row.id, Promise.resolve());
+    }
     return sessionView(row, this.locks.view(row.id));
   }
 
@@ -170,21 +194,16 @@ export class Baton {
   }
 
   async getSession(owner: string, id: string): Promise<SessionView> {
-    return sessionView(await this.sessionOf(owner, id), this.locks.view(id));
+    const row = await this.sessionOf(owner, id);
+    const lock = this.coordinator.shared
+      ? await this.onOwner<LockView>({ kind: 'lockView', owner, sessionId: id })
+      : this.locks.view(id);
+    return sessionView(row, lock);
   }
 
   async deleteSession(owner: string, id: string): Promise<void> {
     this.assertOpen();
-    await this.sessionOf(owner, id);
-    const at = iso(this.clock.now());
-    await this.commit(id, () => ({
-      sessionDeletes: [{ id, at }],
-      events: [this.event(owner, 'session.deleted', {}, id)],
-    }));
-    this.locks.delete(id);
-    for (const job of [...this.jobs.values()]) {
-      if (job.sessionId === id) job.send({ type: 'SESSION_DELETED' });
-    }
+    await this.onOwner({ kind: 'deleteSession', owner, sessionId: id });
   }
 
   // ---- messages and live turns ------------------------------------------------------------------
@@ -201,14 +220,144 @@ export class Baton {
     content: string,
   ): Promise<{ turnId: string; message: MessageView }> {
     this.assertOpen();
+    return this.onOwner({
+      kind: 'sendMessage',
+      owner,
+      sessionId,
+      content,
+      turnId: this.ids.turn(),
+      messageId: this.ids.message(),
+    });
+  }
+
+  // ---- jobs -------------------------------------------------------------------------------------
+
+  async startJob(owner: string, sessionId: string, body: StartJobBody): Promise<JobView> {
+    this.assertOpen();
+    return this.onOwner({ kind: 'startJob', owner, sessionId, jobId: this.ids.job(), body });
+  }
+
+  async completeJob(owner: string, jobId: string, body: CompleteJobBody): Promise<JobView> {
+    this.assertOpen();
+    const row = await this.jobs.rowOf(owner, jobId);
+    return this.onOwner({ kind: 'completeJob', owner, sessionId: row.sessionId, jobId, body });
+  }
+
+  async cancelJob(owner: string, jobId: string): Promise<JobView> {
+    this.assertOpen();
+    const row = await this.jobs.rowOf(owner, jobId);
+    return this.onOwner({ kind: 'cancelJob', owner, sessionId: row.sessionId, jobId });
+  }
+
+  /** Re-drives a `failed` job: its attempts start over. */
+  async retryJob(owner: string, jobId: string): Promise<JobView> {
+    this.assertOpen();
+    const row = await this.jobs.rowOf(owner, jobId);
+    return this.onOwner({ kind: 'retryJob', owner, sessionId: row.sessionId, jobId });
+  }
+
+  async getJob(owner: string, jobId: string): Promise<JobView> {
+    return this.jobs.viewOf(await this.jobs.rowOf(owner, jobId));
+  }
+
+  async listJobs(
+    owner: string,
+    filter: { sessionId?: string | undefined; state?: string | undefined },
+  ): Promise<JobView[]> {
+    if (filter.sessionId) await this.sessionOf(owner, filter.sessionId);
+    const rows = await this.store.listJobs({
+      owner,
+      ...(filter.sessionId ? { sessionId: filter.sessionId } : {}),
+      ...(filter.state ? { state: filter.state } : {}),
+    });
+    return rows.map((row) => this.jobs.viewOf(row));
+  }
+
+  // ---- start and stop ---------------------------------------------------------------------------
+
+  /**
+   * Rebuilds every unfinished job from the store and resumes it: running
+   * processes are re-adopted (or found finished, or lost), a follow-up cut off
+   * mid-way counts as a failed attempt, a backoff resumes at its stored time.
+   * With a shared store, only the sessions this process comes to own.
+   */
+  async recover(): Promise<{ recovered: number }> {
+    if (this.coordinator.shared) {
+      await this.coordinator.start({
+        claimed: (sessionId) => this.load(sessionId),
+        lost: (sessionId) => this.forget(sessionId),
+        commands: (sessionId) => void this.runCommands(sessionId),
+        stored: (owner, seq) => this.tail.stored(owner, seq),
+        ephemeral: (owner, frame) => this.feed.fromPeer(owner, frame as FeedFrame),
+      });
+      return { recovered: this.loaded.size };
+    }
+    const rows = await this.store.listJobs({ unfinished: true });
+    for (const row of rows) {
+      await this.jobs.recover(row).catch((error: unknown) => {
+        this.logger.error({ err: error, jobId: row.id }, 'could not recover job');
+      });
+    }
+    this.processes.pump();
+    return { recovered: rows.length };
+  }
+
+  /** Graceful shutdown; safe to call twice. Every step runs even when one fails. */
+  close(): Promise<void> {
+    this.closing ??= this.shutdown();
+    return this.closing;
+  }
+
+  // ---- where a call runs ------------------------------------------------------------------------
+
+  /** Runs a command here if this process owns (or can take) the session, else on its owner. */
+  private async onOwner<T>(command: Command): Promise<T> {
+    if (!this.coordinator.shared || (await this.own(command.sessionId))) {
+      return (await this.here(command)) as T;
+    }
+    return unwrap<T>(await this.coordinator.forward(command.sessionId, command));
+  }
+
+  private async own(sessionId: string): Promise<boolean> {
+    if (this.coordinator.epoch(sessionId) === undefined) {
+      if ((await this.coordinator.claim(sessionId)) === null) return false;
+    }
+    await this.load(sessionId);
+    return true;
+  }
+
+  /** The owner's side of every command, whether it was called here or forwarded. */
+  private async here(command: Command): Promise<unknown> {
+    const { owner, sessionId } = command;
+    switch (command.kind) {
+      case 'sendMessage':
+        return this.sendHere(command);
+      case 'startJob':
+        await this.sessionOf(owner, sessionId);
+        return this.jobs.start(owner, sessionId, command.jobId, command.body);
+      case 'completeJob':
+        return this.jobs.complete(await this.jobs.rowOf(owner, command.jobId), command.body);
+      case 'cancelJob':
+        return this.jobs.cancel(await this.jobs.rowOf(owner, command.jobId));
+      case 'retryJob':
+        return this.jobs.retry(await this.jobs.rowOf(owner, command.jobId));
+      case 'deleteSession':
+        return this.deleteHere(owner, sessionId);
+      case 'lockView':
+        await this.sessionOf(owner, sessionId);
+        return this.locks.view(sessionId);
+    }
+  }
+
+  private async sendHere(command: Extract<Command, { kind: 'sendMessage' }>) {
+    const { owner, sessionId, turnId } = command;
     const session = await this.sessionOf(owner, sessionId);
-    const turnId = this.ids.turn();
     const message: MessageRow = {
-      id: this.ids.message(),
+      id: command.messageId,
       sessionId,
       owner,
       role: 'user',
-      content,
+      content: command.content,
       metadata: { turnId },
       createdAt: iso(this.clock.now()),
     };
@@ -224,161 +373,50 @@ export class Baton {
     return { turnId, message: messageView(message) };
   }
 
-  // ---- jobs -------------------------------------------------------------------------------------
+  private async deleteHere(owner: string, id: string): Promise<null> {
+    await this.sessionOf(owner, id);
+    const at = iso(this.clock.now());
+    await this.commit(id, () => ({
+      sessionDeletes: [{ id, at }],
+      events: [this.event(owner, 'session.deleted', {}, id)],
+    }));
+    this.locks.delete(id);
+    this.jobs.sessionDeleted(id);
+    return null;
+  }
 
-  async startJob(owner: string, sessionId: string, body: StartJobBody): Promise<JobView> {
-    this.assertOpen();
-    await this.sessionOf(owner, sessionId);
-    const external = 'external' in body;
-    let cwd: string | null = null;
-    if (!external) {
-      cwd = resolve(this.workDir, body.cwd ?? '.');
-      const info = await stat(cwd).catch(() => null);
-      if (!info?.isDirectory()) {
-        throw new BatonError('invalid_request', `cwd ${body.cwd ?? cwd} is not a directory`);
+  /** Rebuilds a session this process just came to own: its unfinished jobs, then its commands. */
+  private load(sessionId: string): Promise<void> {
+    let loading = this.loaded.get(sessionId);
+    if (!loading) {
+      loading = (async () => {
+        for (const row of await this.store.listJobs({ sessionId, unfinished: true })) {
+          await this.jobs.recover(row).catch((error: unknown) => {
+            this.logger.error({ err: error, jobId: row.id }, 'could not recover job');
+          });
+        }
+        this.processes.pump();
+        await this.runCommands(sessionId);
+      })();
+      this.loaded.set(sessionId, loading);
+    }
+    return loading;
+  }
+
+  /** Another process owns the session now: drop its actors here without a word. */
+  private forget(sessionId: string): void {
+    this.loaded.delete(sessionId);
+    this.jobs.forget(sessionId);
+    this.locks.forget(sessionId);
+    for (const turn of this.turns.values()) if (turn.sessionId === sessionId) turn.abort();
+  }
+
+  private runCommands(sessionId: string): Promise<void> {
+    return this.commandQueue.run(sessionId, async () => {
+      for (const { id, command } of await this.coordinator.pendingCommands(sessionId)) {
+        await this.coordinator.finishCommand(id, await settle(() => this.here(command)));
       }
-    }
-    const id = this.ids.job();
-    const blocker = external ? null : this.processes.blocker(owner, sessionId);
-    const row: JobRow = {
-      id,
-      sessionId,
-      owner,
-      command: external ? null : body.command,
-      cwd,
-      timeoutS: external ? null : (body.timeoutS ?? this.policy.defaultJobTimeoutS),
-      external,
-      name: external ? (body.name ?? null) : null,
-      state: 'running',
-      outcome: null,
-      exitCode: null,
-      attempts: 0,
-      output: '',
-      createdAt: iso(this.clock.now()),
-      finishedAt: null,
-      followedUpAt: null,
-      history: [],
-      why: '',
-      snapshot: null,
-      process: null,
-      version: 0,
-    };
-    // Taken before the actor starts, so that a burst of jobs cannot all pass the limit check.
-    if (!external && !blocker) this.processes.reserve({ id, owner, sessionId });
-    const job = this.register(
-      new JobActor(this.host, row, {
-        input: {
-          jobId: id,
-          sessionId,
-          maxAttempts: this.policy.maxAttempts,
-          retryBaseMs: this.policy.retryBaseMs,
-          retryMaxMs: this.policy.retryMaxMs,
-          held: blocker !== null,
-        },
-      }),
-    );
-    try {
-      await job.start();
-    } catch (error) {
-      this.unregister(job);
-      this.processes.release(id);
-      job.actor.stop();
-      throw error;
-    }
-    return this.view(job);
-  }
-
-  async completeJob(owner: string, jobId: string, body: CompleteJobBody): Promise<JobView> {
-    this.assertOpen();
-    const row = await this.jobRowOf(owner, jobId);
-    if (!row.external) throw new BatonError('job_not_external', `job ${jobId} runs a process here`);
-    const job = this.jobs.get(jobId);
-    if (!job || job.state !== 'running') {
-      throw new BatonError('job_finished', `job ${jobId} was already completed (${row.state})`);
-    }
-    job.extras.output = capResult(body.output ?? '', 8000);
-    const outcome = body.outcome ?? (body.exitCode === 0 ? 'succeeded' : 'failed');
-    job.send({ type: 'FINISHED', outcome, exitCode: body.exitCode, at: this.clock.now() });
-    await job.persisted();
-    return this.view(job);
-  }
-
-  async cancelJob(owner: string, jobId: string): Promise<JobView> {
-    this.assertOpen();
-    const row = await this.jobRowOf(owner, jobId);
-    const job = this.jobs.get(jobId);
-    if (!job || FINAL_JOB_STATES.includes(job.state)) {
-      throw new BatonError('job_finished', `job ${jobId} is ${row.state}; nothing to cancel`);
-    }
-    job.send({ type: 'CANCEL' });
-    await job.persisted();
-    return this.view(job);
-  }
-
-  /** Re-drives a `failed` job: its attempts start over. */
-  async retryJob(owner: string, jobId: string): Promise<JobView> {
-    this.assertOpen();
-    const row = await this.jobRowOf(owner, jobId);
-    if (row.state !== 'failed') {
-      throw new BatonError(
-        'job_not_failed',
-        `job ${jobId} is ${row.state}; only a failed job can be retried`,
-      );
-    }
-    const job = this.jobs.get(jobId) ?? (await this.rehydrate(row));
-    // A failed job leaves memory once its state is written; it is back in play now.
-    this.register(job);
-    job.send({ type: 'RETRY' });
-    await job.persisted();
-    return this.view(job);
-  }
-
-  async getJob(owner: string, jobId: string): Promise<JobView> {
-    const row = await this.jobRowOf(owner, jobId);
-    const job = this.jobs.get(jobId);
-    return job ? this.view(job) : jobView(row);
-  }
-
-  async listJobs(
-    owner: string,
-    filter: { sessionId?: string | undefined; state?: string | undefined },
-  ): Promise<JobView[]> {
-    if (filter.sessionId) await this.sessionOf(owner, filter.sessionId);
-    const rows = await this.store.listJobs({
-      owner,
-      ...(filter.sessionId ? { sessionId: filter.sessionId } : {}),
-      ...(filter.state ? { state: filter.state } : {}),
     });
-    return rows.map((row) => {
-      const job = this.jobs.get(row.id);
-      return job && job.state === row.state ? this.view(job) : jobView(row);
-    });
-  }
-
-  // ---- start and stop ---------------------------------------------------------------------------
-
-  /**
-   * Rebuilds every unfinished job from the store and resumes it: running
-   * processes are re-adopted (or found finished, or lost), a follow-up cut off
-   * mid-way counts as a failed attempt, a backoff resumes at its stored time.
-   */
-  async recover(): Promise<{ recovered: number }> {
-    const rows = await this.store.listJobs({ unfinished: true });
-    for (const row of rows) {
-      try {
-        await this.recoverJob(row);
-      } catch (error) {
-        this.logger.error({ err: error, jobId: row.id }, 'could not recover job');
-      }
-    }
-    this.processes.pump();
-    return { recovered: rows.length };
-  }
-
-  /** Graceful shutdown; safe to call twice. Every step runs even when one fails. */
-  close(): Promise<void> {
-    this.closing ??= this.shutdown();
-    return this.closing;
   }
 
   // ---- internals --------------------------------------------------------------------------------
@@ -392,15 +430,12 @@ export class Baton {
       }
     };
     await step('drain', () => this.drain());
-    await step('timers', () => {
-      this.effects.clearAll();
-    });
     await step('actors', () => {
-      for (const job of this.jobs.values()) job.actor.stop();
-      this.jobs.clear();
+      this.jobs.stopAll();
       this.locks.stop();
     });
     await step('writes', () => this.queue.drain());
+    await step('coordinator', () => this.coordinator.close());
     await step('processes', () => this.processes.close());
     await step('store', () => this.store.close());
   }
@@ -409,7 +444,7 @@ export class Baton {
   private async drain(): Promise<void> {
     const deadline = this.clock.now() + this.policy.drainMs;
     const busy = () =>
-      this.turns.size > 0 || [...this.jobs.values()].some((j) => j.state === 'continuing');
+      this.turns.size > 0 || [...this.jobs.all()].some((j) => j.state === 'continuing');
     while (busy() && this.clock.now() < deadline) {
       await new Promise((r) => setTimeout(r, 20));
     }
@@ -428,18 +463,6 @@ export class Baton {
     return row;
   }
 
-  private async jobRowOf(owner: string, id: string): Promise<JobRow> {
-    const live = this.jobs.get(id);
-    if (live && live.owner === owner) return live.row;
-    const row = await this.store.getJob(id);
-    if (!row || row.owner !== owner) throw notFound('job', id);
-    return row;
-  }
-
-  private view(job: JobActor): JobView {
-    return jobView(job.row, this.host.why(job));
-  }
-
   private event(
     owner: string,
     type: string,
@@ -450,31 +473,47 @@ export class Baton {
     return { owner, at: iso(this.clock.now()), type, sessionId: sessionId ?? null, ...extra, data };
   }
 
-  /** Runs a commit in the session's write queue, then fans its events out. */
+  /**
+   * Runs a commit in the session's write queue, then fans its events out.
+   * With a shared store the batch is fenced with this process's epoch for the
+   * session, so a process that lost the session writes nothing more for it.
+   */
   private commit(
     sessionId: string,
     build: () => Batch | null | Promise<Batch | null>,
+    fenced = true,
   ): Promise<void> {
     const handed = this.queue.run(sessionId, async () => {
       const batch = await build();
+      if (!batch) return null;
+      if (this.coordinator.shared && fenced) {
+        const epoch = this.coordinator.epoch(sessionId);
+        if (epoch === undefined) throw new FencedError({ sessionId, epoch: -1 });
+        batch.fence = { sessionId, epoch };
+      }
       // Handed over without waiting for the session's previous batch to be
       // durable: the store applies batches in the order it receives them, so
       // the session's writes stay in order and can share one fsync.
-      return batch ? { durable: this.store.commit(batch) } : null;
+      return { durable: this.store.commit(batch) };
     });
     return handed.then(async (handle) => {
       if (!handle) return;
-      const result = await handle.durable;
-      this.feed.publish(result.events);
+      this.published((await handle.durable).events);
     });
   }
 
-  private writeJob(job: JobActor, batch: Batch): Promise<void> {
-    return this.commit(job.sessionId, () => (isEmpty(batch) ? null : batch)).then(() => {
-      if (FINAL_JOB_STATES.includes(job.state) && this.jobs.get(job.id) === job) {
-        this.unregister(job);
-      }
-    });
+  private published(events: StoredEvent[]): void {
+    if (!this.coordinator.shared) {
+      this.feed.publish(events);
+      return;
+    }
+    // Every process, this one included, sends them from the store in seq order.
+    const highest = new Map<string, number>();
+    for (const event of events) highest.set(event.owner, event.seq);
+    for (const [owner, seq] of highest) {
+      this.tail.stored(owner, seq);
+      this.coordinator.announce(owner, seq);
+    }
   }
 
   /** Queues the lock event at once (its place in the session's writes is what matters). */
@@ -483,11 +522,6 @@ export class Baton {
       const owner = this.owners.get(sessionId) ?? (await this.store.getSession(sessionId))?.owner;
       return owner ? { events: [this.event(owner, 'session.lock', { ...view }, sessionId)] } : null;
     });
-  }
-
-  private transitionWrites(job: JobActor, entered: JobState[], row: Omit<JobRow, 'version'>) {
-    if (!entered.includes('failed')) return {};
-    return failureNotice(job, row, this.ids.message(), iso(this.clock.now()));
   }
 
   private tools(owner: string, sessionId: string): AgentTools {
@@ -499,69 +533,4 @@ export class Baton {
       },
     };
   }
-
-  private register(job: JobActor): JobActor {
-    this.jobs.set(job.id, job);
-    this.owners.set(job.sessionId, job.owner);
-    return job;
-  }
-
-  private unregister(job: JobActor): void {
-    this.jobs.delete(job.id);
-    this.effects.clearRetry(job.id);
-  }
-
-  private async rehydrate(row: JobRow): Promise<JobActor> {
-    const persisted = row.snapshot as PersistedJob;
-    const job = this.register(new JobActor(this.host, row, { persisted }));
-    await job.start();
-    return job;
-  }
-
-  /**
-   * A job whose write failed (full disk, lost database) is ahead of the store
-   * in memory. After a pause it is dropped and rebuilt from what is stored,
-   * exactly as a restart would, so it goes on once the store can write again.
-   */
-  private scheduleReload(job: JobActor): void {
-    if (this.reloading.has(job.id) || this.closing) return;
-    this.reloading.add(job.id);
-    this.clock.setTimeout(() => {
-      this.reloading.delete(job.id);
-      if (this.closing || this.jobs.get(job.id) !== job) return;
-      job.actor.stop();
-      this.unregister(job);
-      this.locks.release(job.sessionId, job.id, 'aborted');
-      this.store
-        .getJob(job.id)
-        .then((row) =>
-          row && !FINAL_JOB_STATES.includes(row.state) ? this.recoverJob(row) : undefined,
-        )
-        .catch((error: unknown) => {
-          this.logger.error({ err: error, jobId: job.id }, 'could not reload job');
-          this.scheduleReload(job);
-        });
-    }, this.policy.reloadDelayMs);
-  }
-
-  private async recoverJob(row: JobRow): Promise<void> {
-    const session = await this.store.getSession(row.sessionId);
-    const job = await this.rehydrate(row);
-    if (!session) {
-      job.send({ type: 'SESSION_DELETED' });
-      return;
-    }
-    this.owners.set(session.id, session.owner);
-    await this.effects.resume(job);
-  }
-}
-
-function isEmpty(batch: Batch): boolean {
-  return (
-    !batch.sessions?.length &&
-    !batch.sessionDeletes?.length &&
-    !batch.messages?.length &&
-    !batch.jobs?.length &&
-    !batch.events?.length
-  );
 }

@@ -10,9 +10,11 @@ it('loses, doubles and interleaves nothing when baton serve is killed 20 times',
   const dir = mkdtempSync(join(tmpdir(), 'baton-crash-short-'));
   try {
     const summary = await runCrashCampaign({ dir, sessions: 10, jobs: 100, kills: 20, seed: campaignSeed() });
+    console.log(summary.interleavings);
     expectCleanCrash(summary, { jobs: 100, kills: 20 });
     console.log(crashSummaryLine(summary));
-  } finally {
     rmSync(dir, { recursive: true, force: true });
+  } finally {
+    console.log('dir', dir);
   }
 }, 120_000);

@@ -30,6 +30,8 @@ export interface CrashCounts {
   messagesTwice: number;
   /** Follow-ups stored between a user message and its answer. */
   interleaved: number;
+  /** The message ids of each interleaving: user message, follow-up(s), answer. */
+  interleavings: string[];
   /** Acknowledged (2xx) sessions, jobs and messages not in the store. */
   ackMissing: number;
   /** Feed seqs missing or out of order. */
@@ -103,7 +105,7 @@ export function countCrash(
     const answers = new Map<string, number>();
     const userTexts = new Map<string, number>();
     const turnAnswers = new Map<string, number>();
-    const bySession = new Map<string, { role: string; meta: Record<string, unknown> }[]>();
+    const bySession = new Map<string, { id: string; role: string; meta: Record<string, unknown> }[]>();
     for (const m of messages) {
       const meta = record(JSON.parse(m.metadata));
       for (const id of answeredJobs(meta)) answers.set(id, (answers.get(id) ?? 0) + 1);
@@ -112,10 +114,11 @@ export function countCrash(
       if (m.role === 'assistant' && typeof turnId === 'string') {
         turnAnswers.set(turnId, (turnAnswers.get(turnId) ?? 0) + 1);
       }
-      bySession.set(m.session_id, [...(bySession.get(m.session_id) ?? []), { role: m.role, meta }]);
+      const entry = { id: m.id, role: m.role, meta };
+      bySession.set(m.session_id, [...(bySession.get(m.session_id) ?? []), entry]);
     }
 
-    let interleaved = 0;
+    const interleavings: string[] = [];
     let turnsCut = 0;
     for (const list of bySession.values()) {
       list.forEach((m, i) => {
@@ -128,7 +131,10 @@ export function countCrash(
           turnsCut++;
           return;
         }
-        if (list.slice(i + 1, answer).some((b) => answeredJobs(b.meta).length > 0)) interleaved++;
+        const between = list.slice(i + 1, answer).filter((b) => answeredJobs(b.meta).length > 0);
+        if (between.length > 0) {
+          interleavings.push([m.id, ...between.map((b) => b.id), list[answer]?.id].join(' < '));
+        }
       });
     }
 
@@ -173,7 +179,8 @@ export function countCrash(
       lost,
       duplicated,
       messagesTwice: twice,
-      interleaved,
+      interleaved: interleavings.length,
+      interleavings,
       ackMissing,
       eventGaps,
       ...processes,

@@ -1,0 +1,319 @@
+import { stat } from 'node:fs/promises';
+import { resolve } from 'node:path';
+import type { InspectionEvent } from 'xstate';
+import type { JobState } from '../machines/job.machine.js';
+import type { LockView } from '../machines/session.machine.js';
+import { capResult } from './agents/trigger.js';
+import { iso, type Clock } from './clock.js';
+import { BatonError, notFound } from './errors.js';
+import { failureNotice } from './failure-notice.js';
+import type { Ids } from './ids.js';
+import { JobActor, type JobActorHost, type PersistedJob } from './job-actor.js';
+import type { JobEffects } from './job-effects.js';
+import type { JobProcesses } from './job-processes.js';
+import type { CompleteJobBody, StartJobBody } from './options.js';
+import type { BatonPolicy, Logger } from './policy.js';
+import type { SessionLocks } from './session-locks.js';
+import { FINAL_JOB_STATES, type Batch, type JobRow, type Store } from './store/store.js';
+import { jobView, type JobView } from './views.js';
+import { describeWhy } from './why.js';
+
+export interface JobRegistryDeps {
+  store: Store;
+  clock: Clock;
+  ids: Ids;
+  logger: Logger;
+  policy: BatonPolicy;
+  workDir: string;
+  /** Runs a commit in the session's write queue. */
+  commit(sessionId: string, build: () => Batch | null): Promise<void>;
+  inspect?: ((event: InspectionEvent) => void) | undefined;
+  closing(): boolean;
+}
+
+/** The parts built after the registry, since they look jobs up in it. */
+export interface JobRegistryParts {
+  effects: JobEffects;
+  processes: JobProcesses;
+  locks: SessionLocks;
+}
+
+/**
+ * The job actors that live in this process, and what changes them: start,
+ * complete, cancel, retry, rebuild from the store. The caller has checked that
+ * this process owns the job's session.
+ */
+export class JobRegistry {
+  private readonly jobs = new Map<string, JobActor>();
+  private readonly reloading = new Set<string>();
+  private parts: JobRegistryParts | null = null;
+  private host: JobActorHost | null = null;
+
+  constructor(private readonly deps: JobRegistryDeps) {}
+
+  wire(parts: JobRegistryParts): void {
+    this.parts = parts;
+    const { effects, processes, locks } = parts;
+    this.host = {
+      machine: effects.machine,
+      now: () => this.deps.clock.now(),
+      write: (job, batch) => this.write(job, batch),
+      why: (job) => this.why(job, locks.view(job.sessionId), processes),
+      transitionWrites: (job, entered, row) => this.transitionWrites(job, entered, row),
+      inspect: this.deps.inspect,
+      onError: (job, error) => {
+        this.deps.logger.error({ err: error, jobId: job.id }, 'job write or actor failed');
+        this.scheduleReload(job);
+      },
+    };
+  }
+
+  get(id: string): JobActor | undefined {
+    return this.jobs.get(id);
+  }
+
+  all(): IterableIterator<JobActor> {
+    return this.jobs.values();
+  }
+
+  ofSession(sessionId: string): JobActor[] {
+    return [...this.jobs.values()].filter((j) => j.sessionId === sessionId);
+  }
+
+  /** A job's row as its owner may see it (in memory if loaded); another owner's is not found. */
+  async rowOf(owner: string, id: string): Promise<JobRow> {
+    const live = this.jobs.get(id);
+    if (live && live.owner === owner) return live.row;
+    const row = await this.deps.store.getJob(id);
+    if (!row || row.owner !== owner) throw notFound('job', id);
+    return row;
+  }
+
+  view(job: JobActor): JobView {
+    return jobView(job.row, this.requireHost().why(job));
+  }
+
+  /** The job as the API shows it: live when loaded here, else as stored. */
+  viewOf(row: JobRow): JobView {
+    const job = this.jobs.get(row.id);
+    return job && job.state === row.state ? this.view(job) : jobView(row);
+  }
+
+  async start(owner: string, sessionId: string, id: string, body: StartJobBody): Promise<JobView> {
+    const { policy, clock } = this.deps;
+    const processes = this.requireParts().processes;
+    const external = 'external' in body;
+    let cwd: string | null = null;
+    if (!external) {
+      cwd = resolve(this.deps.workDir, body.cwd ?? '.');
+      const info = await stat(cwd).catch(() => null);
+      if (!info?.isDirectory()) {
+        throw new BatonError('invalid_request', `cwd ${body.cwd ?? cwd} is not a directory`);
+      }
+    }
+    const blocker = external ? null : processes.blocker(owner, sessionId);
+    const row: JobRow = {
+      id,
+      sessionId,
+      owner,
+      command: external ? null : body.command,
+      cwd,
+      timeoutS: external ? null : (body.timeoutS ?? policy.defaultJobTimeoutS),
+      external,
+      name: external ? (body.name ?? null) : null,
+      state: 'running',
+      outcome: null,
+      exitCode: null,
+      attempts: 0,
+      output: '',
+      createdAt: iso(clock.now()),
+      finishedAt: null,
+      followedUpAt: null,
+      history: [],
+      why: '',
+      snapshot: null,
+      process: null,
+      version: 0,
+    };
+    // Taken before the actor starts, so that a burst of jobs cannot all pass the limit check.
+    if (!external && !blocker) processes.reserve({ id, owner, sessionId });
+    const job = this.register(
+      new JobActor(this.requireHost(), row, {
+        input: {
+          jobId: id,
+          sessionId,
+          maxAttempts: policy.maxAttempts,
+          retryBaseMs: policy.retryBaseMs,
+          retryMaxMs: policy.retryMaxMs,
+          held: blocker !== null,
+        },
+      }),
+    );
+    try {
+      await job.start();
+    } catch (error) {
+      this.unregister(job);
+      processes.release(id);
+      job.actor.stop();
+      throw error;
+    }
+    return this.view(job);
+  }
+
+  async complete(row: JobRow, body: CompleteJobBody): Promise<JobView> {
+    if (!row.external)
+      throw new BatonError('job_not_external', `job ${row.id} runs a process here`);
+    const job = this.jobs.get(row.id);
+    if (!job || job.state !== 'running') {
+      throw new BatonError('job_finished', `job ${row.id} was already completed (${row.state})`);
+    }
+    job.extras.output = capResult(body.output ?? '', 8000);
+    const outcome = body.outcome ?? (body.exitCode === 0 ? 'succeeded' : 'failed');
+    job.send({ type: 'FINISHED', outcome, exitCode: body.exitCode, at: this.deps.clock.now() });
+    await job.persisted();
+    return this.view(job);
+  }
+
+  async cancel(row: JobRow): Promise<JobView> {
+    const job = this.jobs.get(row.id);
+    if (!job || FINAL_JOB_STATES.includes(job.state)) {
+      throw new BatonError('job_finished', `job ${row.id} is ${row.state}; nothing to cancel`);
+    }
+    job.send({ type: 'CANCEL' });
+    await job.persisted();
+    return this.view(job);
+  }
+
+  /** Re-drives a `failed` job: its attempts start over. */
+  async retry(row: JobRow): Promise<JobView> {
+    if (row.state !== 'failed') {
+      throw new BatonError(
+        'job_not_failed',
+        `job ${row.id} is ${row.state}; only a failed job can be retried`,
+      );
+    }
+    const job = this.jobs.get(row.id) ?? (await this.rehydrate(row));
+    // A failed job leaves memory once its state is written; it is back in play now.
+    this.register(job);
+    job.send({ type: 'RETRY' });
+    await job.persisted();
+    return this.view(job);
+  }
+
+  /** Tells every loaded job of the session that it is gone. */
+  sessionDeleted(sessionId: string): void {
+    for (const job of this.ofSession(sessionId)) job.send({ type: 'SESSION_DELETED' });
+  }
+
+  /**
+   * Rebuilds a stored job and resumes what its state implies (re-adopt its
+   * process, ask for the lock, count an interrupted follow-up as failed, re-arm
+   * its backoff). A job of a deleted session ends `skipped`.
+   */
+  async recover(row: JobRow): Promise<void> {
+    if (this.jobs.has(row.id)) return;
+    const session = await this.deps.store.getSession(row.sessionId);
+    const job = await this.rehydrate(row);
+    if (!session) {
+      job.send({ type: 'SESSION_DELETED' });
+      return;
+    }
+    await this.requireParts().effects.resume(job);
+  }
+
+  /** Drops the session's jobs from memory without a word (another process owns them now). */
+  forget(sessionId: string): void {
+    for (const job of this.ofSession(sessionId)) {
+      job.actor.stop();
+      this.unregister(job);
+    }
+  }
+
+  stopAll(): void {
+    for (const job of this.jobs.values()) job.actor.stop();
+    this.jobs.clear();
+  }
+
+  private why(job: JobActor, lock: LockView, processes: JobProcesses): string {
+    return describeWhy(job, { lock, heldBy: processes.blocker(job.owner, job.sessionId) });
+  }
+
+  private write(job: JobActor, batch: Batch): Promise<void> {
+    return this.deps
+      .commit(job.sessionId, () => (isEmpty(batch) ? null : batch))
+      .then(() => {
+        if (FINAL_JOB_STATES.includes(job.state) && this.jobs.get(job.id) === job) {
+          this.unregister(job);
+        }
+      });
+  }
+
+  private transitionWrites(job: JobActor, entered: JobState[], row: Omit<JobRow, 'version'>) {
+    if (!entered.includes('failed')) return {};
+    return failureNotice(job, row, this.deps.ids.message(), iso(this.deps.clock.now()));
+  }
+
+  private register(job: JobActor): JobActor {
+    this.jobs.set(job.id, job);
+    return job;
+  }
+
+  private unregister(job: JobActor): void {
+    this.jobs.delete(job.id);
+    this.parts?.effects.clearRetry(job.id);
+  }
+
+  private async rehydrate(row: JobRow): Promise<JobActor> {
+    const persisted = row.snapshot as PersistedJob;
+    const job = this.register(new JobActor(this.requireHost(), row, { persisted }));
+    await job.start();
+    return job;
+  }
+
+  /**
+   * A job whose write failed (full disk, lost database) is ahead of the store
+   * in memory. After a pause it is dropped and rebuilt from what is stored,
+   * exactly as a restart would, so it goes on once the store can write again.
+   */
+  private scheduleReload(job: JobActor): void {
+    const { clock, policy, store, logger } = this.deps;
+    if (this.reloading.has(job.id) || this.deps.closing()) return;
+    this.reloading.add(job.id);
+    clock.setTimeout(() => {
+      this.reloading.delete(job.id);
+      if (this.deps.closing() || this.jobs.get(job.id) !== job) return;
+      job.actor.stop();
+      this.unregister(job);
+      this.parts?.locks.release(job.sessionId, job.id, 'aborted');
+      store
+        .getJob(job.id)
+        .then((row) =>
+          row && !FINAL_JOB_STATES.includes(row.state) ? this.recover(row) : undefined,
+        )
+        .catch((error: unknown) => {
+          logger.error({ err: error, jobId: job.id }, 'could not reload job');
+          this.scheduleReload(job);
+        });
+    }, policy.reloadDelayMs);
+  }
+
+  private requireHost(): JobActorHost {
+    if (!this.host) throw new Error('JobRegistry.wire() was not called');
+    return this.host;
+  }
+
+  private requireParts(): JobRegistryParts {
+    if (!this.parts) throw new Error('JobRegistry.wire() was not called');
+    return this.parts;
+  }
+}
+
+function isEmpty(batch: Batch): boolean {
+  return (
+    !batch.sessions?.length &&
+    !batch.sessionDeletes?.length &&
+    !batch.messages?.length &&
+    !batch.jobs?.length &&
+    !batch.events?.length
+  );
+}
