@@ -18,15 +18,9 @@ import type { BatonOptions, CompleteJobBody, StartJobBody } from './options.js';
 import { resolvePolicy, silentLogger, type BatonPolicy, type Logger } from './policy.js';
 import { runCommand } from './run-command.js';
 import { SerialQueue } from './serial-queue.js';
+import { SessionWriter } from './session-writer.js';
 import { SessionLocks } from './session-locks.js';
-import {
-  FencedError,
-  type Batch,
-  type MessageRow,
-  type SessionRow,
-  type Store,
-  type StoredEvent,
-} from './store/store.js';
+import type { Batch, MessageRow, SessionRow, Store } from './store/store.js';
 import {
   messageView,
   sessionView,
@@ -56,13 +50,12 @@ export class Baton {
   private readonly clock: Clock;
   private readonly ids: Ids;
   private readonly logger: Logger;
-  private readonly queue = new SerialQueue();
+  private readonly writer: SessionWriter;
   private readonly commandQueue = new SerialQueue();
   private readonly turns = new Map<
     string,
     { sessionId: string; done: Promise<void>; abort: () => void }
   >();
-  private readonly owners = new Map<string, string>();
   private readonly loaded = new Map<string, Promise<void>>();
   private readonly processes: JobProcesses;
   private readonly locks: SessionLocks;
@@ -87,8 +80,10 @@ export class Baton {
     if (this.coordinator.shared) {
       this.feed.relay = (owner, frame) => this.coordinator.broadcast(owner, frame);
     }
+    this.writer = new SessionWriter(this.store, this.coordinator, this.feed, this.tail, this.clock);
     const now = () => this.clock.now();
-    const commit = (sessionId: string, build: () => Batch | null) => this.commit(sessionId, build);
+    const commit = (sessionId: string, build: () => Batch | null) =>
+      this.writer.commit(sessionId, build);
     this.jobs = new JobRegistry({
       store: this.store,
       clock: this.clock,
@@ -115,7 +110,7 @@ export class Baton {
     this.locks = new SessionLocks({
       clock: this.clock,
       leaseMs: this.policy.leaseMs,
-      persist: (sessionId, view) => this.persistLock(sessionId, view),
+      persist: (sessionId, view) => this.writer.lock(sessionId, view),
       inspect: options.inspect,
       onRecord: options.onLockRecord,
       onError: (error) => this.logger.error({ err: error }, 'session lock effect failed'),
@@ -172,13 +167,15 @@ export class Baton {
       systemPrompt: body.systemPrompt ?? null,
       createdAt: iso(this.clock.now()),
     };
-    this.owners.set(row.id, owner);
+    this.writer.knowOwner(row.id, owner);
     // Nobody owns a session before it exists: this first write is not fenced.
-    await this.commit(
+    await this.writer.commit(
       row.id,
       () => ({
         sessions: [row],
-        events: [this.event(owner, 'session.created', { session: sessionView(row) }, row.id)],
+        events: [
+          this.writer.event(owner, 'session.created', { session: sessionView(row) }, row.id),
+        ],
       }),
       false,
     );
@@ -361,10 +358,10 @@ export class Baton {
       metadata: { turnId },
       createdAt: iso(this.clock.now()),
     };
-    await this.commit(sessionId, () => ({
+    await this.writer.commit(sessionId, () => ({
       messages: [message],
       events: [
-        this.event(owner, 'message.created', { message: messageView(message) }, sessionId, {
+        this.writer.event(owner, 'message.created', { message: messageView(message) }, sessionId, {
           turnId,
         }),
       ],
@@ -376,9 +373,9 @@ export class Baton {
   private async deleteHere(owner: string, id: string): Promise<null> {
     await this.sessionOf(owner, id);
     const at = iso(this.clock.now());
-    await this.commit(id, () => ({
+    await this.writer.commit(id, () => ({
       sessionDeletes: [{ id, at }],
-      events: [this.event(owner, 'session.deleted', {}, id)],
+      events: [this.writer.event(owner, 'session.deleted', {}, id)],
     }));
     this.locks.delete(id);
     this.jobs.sessionDeleted(id);
@@ -434,7 +431,7 @@ export class Baton {
       this.jobs.stopAll();
       this.locks.stop();
     });
-    await step('writes', () => this.queue.drain());
+    await step('writes', () => this.writer.drain());
     await step('coordinator', () => this.coordinator.close());
     await step('processes', () => this.processes.close());
     await step('store', () => this.store.close());
@@ -459,69 +456,8 @@ export class Baton {
   private async sessionOf(owner: string, id: string): Promise<SessionRow> {
     const row = await this.store.getSession(id);
     if (!row || row.owner !== owner) throw notFound('session', id);
-    this.owners.set(id, owner);
+    this.writer.knowOwner(id, owner);
     return row;
-  }
-
-  private event(
-    owner: string,
-    type: string,
-    data: Record<string, unknown>,
-    sessionId?: string,
-    extra: { jobId?: string; turnId?: string } = {},
-  ) {
-    return { owner, at: iso(this.clock.now()), type, sessionId: sessionId ?? null, ...extra, data };
-  }
-
-  /**
-   * Runs a commit in the session's write queue, then fans its events out.
-   * With a shared store the batch is fenced with this process's epoch for the
-   * session, so a process that lost the session writes nothing more for it.
-   */
-  private commit(
-    sessionId: string,
-    build: () => Batch | null | Promise<Batch | null>,
-    fenced = true,
-  ): Promise<void> {
-    const handed = this.queue.run(sessionId, async () => {
-      const batch = await build();
-      if (!batch) return null;
-      if (this.coordinator.shared && fenced) {
-        const epoch = this.coordinator.epoch(sessionId);
-        if (epoch === undefined) throw new FencedError({ sessionId, epoch: -1 });
-        batch.fence = { sessionId, epoch };
-      }
-      // Handed over without waiting for the session's previous batch to be
-      // durable: the store applies batches in the order it receives them, so
-      // the session's writes stay in order and can share one fsync.
-      return { durable: this.store.commit(batch) };
-    });
-    return handed.then(async (handle) => {
-      if (!handle) return;
-      this.published((await handle.durable).events);
-    });
-  }
-
-  private published(events: StoredEvent[]): void {
-    if (!this.coordinator.shared) {
-      this.feed.publish(events);
-      return;
-    }
-    // Every process, this one included, sends them from the store in seq order.
-    const highest = new Map<string, number>();
-    for (const event of events) highest.set(event.owner, event.seq);
-    for (const [owner, seq] of highest) {
-      this.tail.stored(owner, seq);
-      this.coordinator.announce(owner, seq);
-    }
-  }
-
-  /** Queues the lock event at once (its place in the session's writes is what matters). */
-  private persistLock(sessionId: string, view: LockView): Promise<void> {
-    return this.commit(sessionId, async () => {
-      const owner = this.owners.get(sessionId) ?? (await this.store.getSession(sessionId))?.owner;
-      return owner ? { events: [this.event(owner, 'session.lock', { ...view }, sessionId)] } : null;
-    });
   }
 
   private tools(owner: string, sessionId: string): AgentTools {
