@@ -186,6 +186,9 @@ export function crossCheck(options: ServeOptions): string | null {
   if (inspectSetting(options.inspect) === null) {
     return `--inspect takes a ws:// URL (or nothing), got "${String(options.inspect)}"`;
   }
+  if (options.store === 'postgres' && !options.databaseUrl) {
+    return '--store postgres needs --database-url (BATON_DATABASE_URL)';
+  }
   if ((options.agent === 'openai' || options.agent === 'sse') && !options.agentUrl) {
     return `--agent ${options.agent} needs --agent-url (BATON_AGENT_URL)`;
   }

@@ -3,9 +3,11 @@
  * the only place that listens. `main(argv)` is what `bin/baton.js` runs.
  */
 
+import { randomBytes } from 'node:crypto';
 import { existsSync, realpathSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
+import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Command, CommanderError } from 'commander';
@@ -16,6 +18,9 @@ import { crossCheck, inspectSetting, serveOptions, type ServeOptions } from './c
 import { machineDefinitions } from './machines/definitions.js';
 import { createAgent } from './runtime/agents/create-agent.js';
 import { SqliteStore } from './runtime/store/sqlite.js';
+import { PostgresStore } from './runtime/store/postgres.js';
+import { PgCoordinator } from './runtime/pg-coordinator.js';
+import type { Store } from './runtime/store/store.js';
 import { Baton } from './runtime/system.js';
 import { loadAuth, TokenConfigError } from './transport/auth.js';
 import { buildApp, VERSION } from './transport/http.js';
@@ -57,16 +62,56 @@ function displayHost(host: string): string {
 }
 
 /**
+ * The store the options name. PostgreSQL comes with the coordinator that lets
+ * several processes share it (SPEC §8); its schema is `BATON_PG_SCHEMA` or `baton`.
+ */
+async function openStore(
+  options: ServeOptions,
+  dataDir: string,
+  logger: Logger,
+): Promise<{ store: Store; coordinator: PgCoordinator | null }> {
+  if (options.store !== 'postgres') {
+    const store = new SqliteStore({ path: join(dataDir, 'baton.db') });
+    await store.init();
+    return { store, coordinator: null };
+  }
+  const connectionString = options.databaseUrl ?? '';
+  const schema = process.env['BATON_PG_SCHEMA'] ?? 'baton';
+  const store = new PostgresStore({ connectionString, schema });
+  try {
+    await store.init();
+  } catch (error) {
+    await store.close();
+    throw new UsageError(
+      `cannot open PostgreSQL at ${redact(connectionString)}: ${error instanceof Error ? error.message : String(error)}`,
+    );
+  }
+  const coordinator = new PgCoordinator({
+    connectionString,
+    schema,
+    hostId: `h_${hostname()}_${process.pid}_${randomBytes(3).toString('hex')}`,
+    logger: logger.child({ component: 'coordinator' }),
+  });
+  return { store, coordinator };
+}
+
+/** A database URL without its password, for messages. */
+function redact(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (parsed.password) parsed.password = '***';
+    return parsed.toString();
+  } catch {
+    return 'the given URL';
+  }
+}
+
+/**
  * Starts the service: data dir, SQLite store, tokens, agent, runtime
  * (recovering unfinished jobs), app; then listens and logs one
  * `baton listening` line with the address, the token, the dashboard and the agent.
  */
 export async function serve(options: ServeOptions, logger: Logger): Promise<RunningServer> {
-  if (options.store === 'postgres') {
-    throw new UsageError(
-      '--store postgres is not available in this build yet; use --store sqlite (the default)',
-    );
-  }
   const problem = crossCheck(options);
   if (problem) throw new UsageError(problem);
 
@@ -96,12 +141,12 @@ export async function serve(options: ServeOptions, logger: Logger): Promise<Runn
   const inspectUrl = inspect.url;
   const inspection = createInspection({ enabled: inspect.enabled, url: inspectUrl, logger });
 
-  const store = new SqliteStore({ path: join(dataDir, 'baton.db') });
-  await store.init();
+  const { store, coordinator } = await openStore(options, dataDir, logger);
   const baton = new Baton({
     store,
     agent,
     dataDir,
+    ...(coordinator ? { coordinator } : {}),
     logger: logger.child({ component: 'runtime' }),
     inspect: inspection.inspect,
     policy: {
@@ -164,7 +209,8 @@ export async function serve(options: ServeOptions, logger: Logger): Promise<Runn
       agent: agent.kind,
       agentModel: agent.model,
       agentFallback: fellBack,
-      store: 'sqlite',
+      store: options.store,
+      ...(coordinator ? { hostId: coordinator.hostId } : {}),
       dataDir,
       inspect: inspection.inspect ? inspectUrl : null,
       version: VERSION,

@@ -129,12 +129,17 @@ describe('baton serve', () => {
     expect(await second.exited).toBe(0);
   });
 
-  it('exits 2 with a clear message on a bad option value or an unavailable store', async () => {
+  it('exits 2 with a clear message on a bad option value or an unreachable store', async () => {
     const cases: [string[], Record<string, string>, RegExp][] = [
       [['serve', '--port', 'abc'], {}, /--port must be a whole number/],
       [['serve'], { BATON_PORT: '70000' }, /--port must be between 0 and 65535/],
       [['serve', '--agent', 'magic'], {}, /magic/],
-      [['serve', '--store', 'postgres'], {}, /not available in this build yet/],
+      [['serve', '--store', 'postgres'], {}, /--store postgres needs --database-url/],
+      [
+        ['serve', '--store', 'postgres', '--database-url', 'postgres://127.0.0.1:1/none'],
+        {},
+        /cannot open PostgreSQL at postgres:\/\/127\.0\.0\.1:1\/none/,
+      ],
       [
         ['serve', '--agent', 'openai', '--data', join(tmpdir(), 'baton-never')],
         {},
