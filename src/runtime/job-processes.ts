@@ -1,7 +1,8 @@
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { iso } from './clock.js';
 import type { JobActor } from './job-actor.js';
 import { RunningJobs, type JobLimits } from './job-limits.js';
+import { findJobWrapper } from './jobs/find-wrapper.js';
 import { ProcessRunner, type ProcessExit } from './jobs/process-runner.js';
 import type { Logger } from './policy.js';
 
@@ -115,7 +116,7 @@ export class JobProcesses {
   async readopt(job: JobActor): Promise<void> {
     const row = job.row;
     if (row.external || job.context.held) return;
-    const info = row.process;
+    const info = row.process ?? (row.command === null ? null : this.unrecorded(job));
     if (!info || row.command === null) {
       job.extras.output = 'the service stopped before the process was started';
       job.send({ type: 'FINISHED', outcome: 'lost', exitCode: null, at: this.options.now() });
@@ -133,9 +134,22 @@ export class JobProcesses {
     const result = await this.runner.adopt(spec, { ...info, startedAt });
     if (result === 'watching') {
       this.reserve(job);
+      if (row.process === null && job.state === 'running') await job.touch();
       return;
     }
     this.finish(job, result);
+  }
+
+  /**
+   * The service died between spawning the job's wrapper and storing its
+   * pid: the wrapper may run on, or have finished. Found in the job's
+   * directory, it is adopted like a recorded one (not ended `lost`, which
+   * would leave a running command unwatched and misreport a finished one).
+   */
+  private unrecorded(job: JobActor): JobActor['extras']['process'] {
+    const found = findJobWrapper(resolve(this.options.dataDir, 'jobs', job.id), this.options.now());
+    if (found) job.extras.process = found;
+    return found;
   }
 
   /** Stops watching; the processes keep running so that a restart can adopt them. */
