@@ -1,2 +1,3 @@
-/** Runs every benchmark in bench/, one after another. */
+/** Runs every benchmark in bench/, one after another (cluster needs PostgreSQL on 127.0.0.1). */
 await import('./followups.js');
+await import('./cluster.js');

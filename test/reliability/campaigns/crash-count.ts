@@ -10,6 +10,7 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { processesUnder } from '../../support/processes.js';
+import { answeredJobs, checkInterleaving, type OrderedMessage } from './interleaving.js';
 import { membersOfGroups } from './orphans.js';
 
 const FINAL = new Set(['followedUp', 'failed', 'cancelled', 'skipped']);
@@ -28,10 +29,12 @@ export interface CrashCounts {
   duplicated: number;
   /** Messages stored twice (the same user text, or two answers to one turn). */
   messagesTwice: number;
-  /** Follow-ups stored between a user message and its answer. */
+  /** Follow-ups that took the lock ahead of a waiting live turn, or wrote during one. */
   interleaved: number;
-  /** The message ids of each interleaving: user message, follow-up(s), answer. */
+  /** The message ids of each interleaving (see interleaving.ts). */
   interleavings: string[];
+  /** Follow-ups stored between a user message and its answer because they held the lock when it came. */
+  arrivedDuringFollowUp: number;
   /** Acknowledged (2xx) sessions, jobs and messages not in the store. */
   ackMissing: number;
   /** Feed seqs missing or out of order. */
@@ -57,6 +60,14 @@ interface JobRecord {
   process: string | null;
 }
 
+interface EventRecord {
+  seq: number;
+  session_id: string | null;
+  type: string;
+  turn_id: string | null;
+  data: string;
+}
+
 interface MessageRecord {
   id: string;
   session_id: string;
@@ -67,14 +78,6 @@ interface MessageRecord {
 
 function record(value: unknown): Record<string, unknown> {
   return typeof value === 'object' && value !== null ? (value as Record<string, unknown>) : {};
-}
-
-/** The job ids a message answers: `bgJobIds` when coalesced, else `bgJobId`. */
-function answeredJobs(metadata: Record<string, unknown>): string[] {
-  const many = metadata['bgJobIds'];
-  if (Array.isArray(many)) return many.filter((id): id is string => typeof id === 'string');
-  const one = metadata['bgJobId'];
-  return typeof one === 'string' ? [one] : [];
 }
 
 export function countCrash(
@@ -98,6 +101,19 @@ export function countCrash(
     const seqs = db
       .prepare<[], { owner: string; seq: number }>('SELECT owner, seq FROM events ORDER BY owner, seq')
       .all();
+    const sessionEvents = db
+      .prepare<[], EventRecord>(
+        `SELECT seq, session_id, type, turn_id, data FROM events
+         WHERE type IN ('message.created', 'session.lock', 'turn.started', 'turn.finished')`,
+      )
+      .all()
+      .map((e) => ({
+        seq: e.seq,
+        sessionId: e.session_id,
+        type: e.type,
+        turnId: e.turn_id,
+        data: record(JSON.parse(e.data)),
+      }));
     const lastSeqs = db
       .prepare<[], { owner: string; last_seq: number }>('SELECT owner, last_seq FROM owner_seq')
       .all();
@@ -105,7 +121,7 @@ export function countCrash(
     const answers = new Map<string, number>();
     const userTexts = new Map<string, number>();
     const turnAnswers = new Map<string, number>();
-    const bySession = new Map<string, { id: string; role: string; meta: Record<string, unknown> }[]>();
+    const ordered: OrderedMessage[] = [];
     for (const m of messages) {
       const meta = record(JSON.parse(m.metadata));
       for (const id of answeredJobs(meta)) answers.set(id, (answers.get(id) ?? 0) + 1);
@@ -114,30 +130,10 @@ export function countCrash(
       if (m.role === 'assistant' && typeof turnId === 'string') {
         turnAnswers.set(turnId, (turnAnswers.get(turnId) ?? 0) + 1);
       }
-      const entry = { id: m.id, role: m.role, meta };
-      bySession.set(m.session_id, [...(bySession.get(m.session_id) ?? []), entry]);
+      ordered.push({ id: m.id, sessionId: m.session_id, role: m.role, meta });
     }
 
-    const interleavings: string[] = [];
-    let turnsCut = 0;
-    for (const list of bySession.values()) {
-      list.forEach((m, i) => {
-        if (m.role !== 'user') return;
-        const turnId = m.meta['turnId'];
-        const answer = list.findIndex(
-          (a, k) => k > i && a.role === 'assistant' && a.meta['turnId'] === turnId,
-        );
-        if (answer === -1) {
-          turnsCut++;
-          return;
-        }
-        const between = list.slice(i + 1, answer).filter((b) => answeredJobs(b.meta).length > 0);
-        if (between.length > 0) {
-          interleavings.push([m.id, ...between.map((b) => b.id), list[answer]?.id].join(' < '));
-        }
-      });
-    }
-
+    const interleaving = checkInterleaving(ordered, sessionEvents);
     let lost = 0;
     let duplicated = 0;
     let unfinished = 0;
@@ -179,12 +175,13 @@ export function countCrash(
       lost,
       duplicated,
       messagesTwice: twice,
-      interleaved: interleavings.length,
-      interleavings,
+      interleaved: interleaving.interleavings.length,
+      interleavings: interleaving.interleavings,
+      arrivedDuringFollowUp: interleaving.arrivedDuringFollowUp,
       ackMissing,
       eventGaps,
       ...processes,
-      turnsCut,
+      turnsCut: interleaving.turnsCut,
     };
   } finally {
     db.close();

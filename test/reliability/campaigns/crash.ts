@@ -142,7 +142,7 @@ export async function runCrashCampaign(opts: CrashSize & { dir: string; seed: nu
 
 /** Sends whatever work is left, then waits until every job is final. */
 async function finish(driver: CrashDriver, url: string): Promise<void> {
-  const deadline = Date.now() + 180_000;
+  const deadline = Date.now() + 60_000;
   while (driver.remaining() > 0) {
     if (Date.now() > deadline) throw new Error(`${driver.remaining()} requests never went through`);
     await driver.reconcile(url);
