@@ -7,6 +7,8 @@ import { ProcessRunner, type ProcessExit } from './jobs/process-runner.js';
 import type { Logger } from './policy.js';
 
 export interface JobProcessesOptions {
+  /** Recorded with each process, so that another Baton process can tell whose it was. */
+  hostId: string;
   dataDir: string;
   workDir: string;
   defaultTimeoutS: number;
@@ -76,6 +78,7 @@ export class JobProcesses {
         startTime: handle.startTime,
         dir: handle.dir,
         startedAt: iso(handle.startedAt),
+        host: this.options.hostId,
       };
       if (job.state === 'running') await job.touch();
     } catch (error) {

@@ -20,7 +20,13 @@ import { runCommand } from './run-command.js';
 import { SerialQueue } from './serial-queue.js';
 import { SessionWriter } from './session-writer.js';
 import { SessionLocks } from './session-locks.js';
-import type { Batch, MessageRow, SessionRow, Store } from './store/store.js';
+import {
+  StoreConflictError,
+  type Batch,
+  type MessageRow,
+  type SessionRow,
+  type Store,
+} from './store/store.js';
 import {
   messageView,
   sessionView,
@@ -96,6 +102,7 @@ export class Baton {
       closing: () => this.closing !== null,
     });
     this.processes = new JobProcesses({
+      hostId: this.coordinator.hostId,
       dataDir: options.dataDir,
       workDir: this.workDir,
       defaultTimeoutS: this.policy.defaultJobTimeoutS,
@@ -331,7 +338,14 @@ export class Baton {
         return this.sendHere(command);
       case 'startJob':
         await this.sessionOf(owner, sessionId);
-        return this.jobs.start(owner, sessionId, command.jobId, command.body);
+        return this.jobs
+          .start(owner, sessionId, command.jobId, command.body)
+          .catch(async (error: unknown) => {
+            // Run again by a new owner after the old one started it and died: same job.
+            const existing = await this.store.getJob(command.jobId);
+            if (existing && error instanceof StoreConflictError) return this.jobs.viewOf(existing);
+            throw error;
+          });
       case 'completeJob':
         return this.jobs.complete(await this.jobs.rowOf(owner, command.jobId), command.body);
       case 'cancelJob':

@@ -49,6 +49,8 @@ export interface JobProcessInfo {
   /** Directory holding the wrapper, log and exit files. */
   dir: string;
   startedAt: Iso;
+  /** The Baton process that started it (its coordinator's host id). */
+  host?: string;
 }
 
 export interface JobRow {
