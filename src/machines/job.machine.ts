@@ -90,6 +90,22 @@ export interface FollowUpInput {
   attempt: number;
 }
 
+/**
+ * The context of a job that a follow-up answered: by its own follow-up
+ * (`leaderId` null), or by another job's follow-up that answered it too. The
+ * machine's own transitions use it, and so does the runtime when it stores the
+ * answer before the actor moves, so the two cannot drift apart.
+ */
+export function answeredContext(
+  context: JobContext,
+  followUp: FollowUpOutput,
+  leaderId: string | null,
+): JobContext {
+  return leaderId === null
+    ? { ...context, followUp, lastError: null }
+    : { ...context, followUp, coalescedInto: leaderId };
+}
+
 /** Injected sources of time and chance, so the machine stays deterministic under test. */
 export interface JobMachineDeps {
   now: () => number;
@@ -217,10 +233,9 @@ export function createJobMachine(deps: JobMachineDeps = defaultDeps) {
             target: 'followedUp',
             actions: [
               'withdrawLock',
-              assign(({ event }) => ({
-                coalescedInto: event.leaderId,
-                followUp: event.followUp,
-              })),
+              assign(({ context, event }) =>
+                answeredContext(context, event.followUp, event.leaderId),
+              ),
             ],
           },
           CANCEL: { target: 'cancelled', actions: 'withdrawLock' },
@@ -239,7 +254,7 @@ export function createJobMachine(deps: JobMachineDeps = defaultDeps) {
           }),
           onDone: {
             target: 'followedUp',
-            actions: assign(({ event }) => ({ followUp: event.output, lastError: null })),
+            actions: assign(({ context, event }) => answeredContext(context, event.output, null)),
           },
           onError: [
             {

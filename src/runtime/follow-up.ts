@@ -1,5 +1,4 @@
-import { transition } from 'xstate';
-import type { FollowUpOutput, JobMachine } from '../machines/job.machine.js';
+import { answeredContext, type FollowUpOutput } from '../machines/job.machine.js';
 import type { Agent, AgentMessage, AgentResult, AgentTools } from './agents/agent.js';
 import { AgentError } from './agents/agent.js';
 import { buildFollowUpTrigger, capResult, type TriggerJob } from './agents/trigger.js';
@@ -15,7 +14,6 @@ export interface FollowUpDeps {
   agent: Agent;
   feed: Feed;
   ids: Ids;
-  machine: JobMachine;
   now(): number;
   /** One attempt's deadline. */
   agentTimeoutMs: number;
@@ -116,11 +114,10 @@ export async function runFollowUp(
       const writes: Batch['jobs'] = [];
       const events: Batch['events'] = [];
       for (const job of members) {
-        const event =
-          job === leader
-            ? ({ type: 'xstate.done.actor.followUp', output } as const)
-            : ({ type: 'COALESCED', leaderId: leader.id, followUp: output } as const);
-        const [next] = transition(deps.machine, job.snapshot, event as never);
+        const next = {
+          value: 'followedUp',
+          context: answeredContext(job.context, output, job === leader ? null : leader.id),
+        };
         const row = job.buildRow(next, ['followedUp']);
         row.why =
           job === leader

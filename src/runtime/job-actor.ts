@@ -149,7 +149,7 @@ export class JobActor {
     await this.lastWrite;
   }
 
-  persistedForm(snapshot: JobSnapshot = this.snapshot): PersistedJob {
+  persistedForm(snapshot: PersistedJob = this.snapshot): PersistedJob {
     return { value: snapshot.value, context: snapshot.context };
   }
 
@@ -157,7 +157,7 @@ export class JobActor {
    * Builds the row for a snapshot (the current one, or one computed ahead of
    * time for a commit that precedes the actor's own move).
    */
-  buildRow(snapshot: JobSnapshot, entered: JobState[]): Omit<JobRow, 'version'> {
+  buildRow(snapshot: PersistedJob, entered: JobState[]): Omit<JobRow, 'version'> {
     const now = this.host.now();
     const at = iso(now);
     const context = snapshot.context;
@@ -212,7 +212,7 @@ export class JobActor {
    * Records a row that another commit (a follow-up's) is writing for this job,
    * with the snapshot the actor will reach, so the actor's own write is skipped.
    */
-  adoptWritten(row: Omit<JobRow, 'version'>, snapshot: JobSnapshot): number {
+  adoptWritten(row: Omit<JobRow, 'version'>, snapshot: PersistedJob): number {
     const expected = this.row.version;
     this.row = { ...row, version: expected + 1 };
     this.lastWritten = JSON.stringify(this.persistedForm(snapshot));

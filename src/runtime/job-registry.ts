@@ -45,6 +45,8 @@ export interface JobRegistryParts {
  */
 export class JobRegistry {
   private readonly jobs = new Map<string, JobActor>();
+  /** The same jobs by session: a follow-up looks up its session's waiting jobs on a hot path. */
+  private readonly bySession = new Map<string, Set<JobActor>>();
   private readonly reloading = new Set<string>();
   private parts: JobRegistryParts | null = null;
   private host: JobActorHost | null = null;
@@ -77,7 +79,7 @@ export class JobRegistry {
   }
 
   ofSession(sessionId: string): JobActor[] {
-    return [...this.jobs.values()].filter((j) => j.sessionId === sessionId);
+    return [...(this.bySession.get(sessionId) ?? [])];
   }
 
   /** A job's row as its owner may see it (in memory if loaded); another owner's is not found. */
@@ -232,6 +234,7 @@ export class JobRegistry {
   stopAll(): void {
     for (const job of this.jobs.values()) job.actor.stop();
     this.jobs.clear();
+    this.bySession.clear();
   }
 
   private why(job: JobActor, lock: LockView, processes: JobProcesses): string {
@@ -255,11 +258,20 @@ export class JobRegistry {
 
   private register(job: JobActor): JobActor {
     this.jobs.set(job.id, job);
+    let set = this.bySession.get(job.sessionId);
+    if (!set) {
+      set = new Set();
+      this.bySession.set(job.sessionId, set);
+    }
+    set.add(job);
     return job;
   }
 
   private unregister(job: JobActor): void {
-    this.jobs.delete(job.id);
+    if (this.jobs.get(job.id) === job) this.jobs.delete(job.id);
+    const set = this.bySession.get(job.sessionId);
+    set?.delete(job);
+    if (set?.size === 0) this.bySession.delete(job.sessionId);
     this.parts?.effects.clearRetry(job.id);
   }
 

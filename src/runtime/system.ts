@@ -1,5 +1,4 @@
 import { resolve } from 'node:path';
-import type { JobMachine } from '../machines/job.machine.js';
 import type { LockView } from '../machines/session.machine.js';
 import type { Agent, AgentTools } from './agents/agent.js';
 import { iso, systemClock, type Clock } from './clock.js';
@@ -135,8 +134,6 @@ export class Baton {
     };
     const followUp: FollowUpDeps = {
       ...common,
-      // Filled in just below: the follow-up needs the provided machine to compute snapshots.
-      machine: undefined as unknown as JobMachine,
       jobsOf: (sessionId) => this.jobs.ofSession(sessionId),
     };
     const effects = new JobEffects({
@@ -147,7 +144,6 @@ export class Baton {
       followUp,
       job: (id) => this.jobs.get(id),
     });
-    followUp.machine = effects.machine;
     this.jobs.wire({ effects, processes: this.processes, locks: this.locks });
     this.liveDeps = {
       ...common,

@@ -5,13 +5,16 @@
  * then run to the end and counted (see crash-count.ts).
  */
 
+import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { callApi, list, NetworkError, str } from './api.js';
+import Database from 'better-sqlite3';
+import { callApi, get, list, NetworkError, str } from './api.js';
 import { spawnServe, type ServeProcess } from './cli.js';
 import { startCrashAgent, triggerJobIds, type CrashAgent } from './crash-agent.js';
 import { countCrash, type CrashCounts } from './crash-count.js';
 import { CrashDriver, type DriverStats } from './crash-driver.js';
 import { chooseMode, killMoment, type KillMode } from './crash-kills.js';
+import { FeedTap } from './feed-tap.js';
 import { planCrash } from './crash-plan.js';
 import { rng } from './rng.js';
 
@@ -33,6 +36,8 @@ export interface KillRecord {
   /** Agent calls whose stream the kill cut. */
   streamsCut: number;
   openai: boolean;
+  /** A commit kill: the job whose last answer chunk had just reached the feed. */
+  targetJobId: string | null;
   /** `performance.now()` and `Date.now()` at the kill. */
   perf: number;
   epochMs: number;
@@ -44,6 +49,8 @@ export interface CrashSummary extends CrashCounts {
   driver: DriverStats;
   /** Agent replies streamed to the end whose commit a kill prevented (answered again later). */
   repliesNotCommitted: number;
+  /** Commit kills (at the last chunk of a follow-up) that landed before / after its commit. */
+  commitKills: { before: number; after: number };
   /** Times `baton serve` exited without being killed, with the tail of its log. */
   unexpectedExits: string[];
   finalExitCode: number | null;
@@ -67,6 +74,7 @@ export async function runCrashCampaign(opts: CrashSize & { dir: string; seed: nu
   const driver = new CrashDriver(plan, TOKEN, r);
   const agent = await startCrashAgent();
   const kills: KillRecord[] = [];
+  const tap = new FeedTap();
   const unexpectedExits: string[] = [];
   let startupMs = 700;
   let proc: ServeProcess | null = null;
@@ -85,6 +93,7 @@ export async function runCrashCampaign(opts: CrashSize & { dir: string; seed: nu
         } catch {
           return;
         }
+        tap.open(url, TOKEN);
         try {
           await driver.reconcile(url);
           await driver.work(url, quota);
@@ -94,7 +103,7 @@ export async function runCrashCampaign(opts: CrashSize & { dir: string; seed: nu
       })();
       let exitedEarly = false;
       void current.exited.then(() => (exitedEarly = true));
-      await killMoment(mode, { proc: current, driver, agent, openai, startupMs, r });
+      const target = await killMoment(mode, { proc: current, driver, agent, openai, startupMs, r, tap });
       if (exitedEarly) unexpectedExits.push(current.log.slice(-5).join('\n'));
       kills.push({
         mode,
@@ -103,15 +112,18 @@ export async function runCrashCampaign(opts: CrashSize & { dir: string; seed: nu
         jobStartsInFlight: driver.inflightStarts,
         streamsCut: 0,
         openai,
+        targetJobId: target.jobId,
         perf: performance.now(),
         epochMs: Date.now(),
       });
       await current.kill();
+      tap.close();
       await driving;
       if (current.listeningAt !== null) {
         startupMs = startupMs * 0.8 + (current.listeningAt - current.spawnedAt) * 0.2;
       }
     }
+    driver.epoch = Number.MAX_SAFE_INTEGER;
     proc = spawnServe(opts.dir, serveArgs(agent, false));
     const url = await proc.listening;
     await finish(driver, url);
@@ -130,11 +142,13 @@ export async function runCrashCampaign(opts: CrashSize & { dir: string; seed: nu
       kills,
       driver: driver.stats,
       repliesNotCommitted: repliesNotCommitted(agent),
+      commitKills: commitKills(opts.dir, kills),
       unexpectedExits,
       finalExitCode,
       durationMs: Date.now() - started,
     };
   } finally {
+    tap.close();
     await proc?.kill();
     await agent.close();
   }
@@ -173,6 +187,27 @@ function repliesNotCommitted(agent: CrashAgent): number {
   return complete.filter((ids, i) => complete.slice(i + 1).some((later) => later.some((id) => ids.includes(id)))).length;
 }
 
+/** Whether each commit kill's job had its `followedUp` stored before the kill. */
+function commitKills(dir: string, kills: KillRecord[]): { before: number; after: number } {
+  const db = new Database(join(dir, 'baton.db'), { readonly: true, fileMustExist: true });
+  try {
+    const history = db.prepare<[string], { history: string }>('SELECT history FROM jobs WHERE id = ?');
+    let before = 0;
+    let after = 0;
+    for (const kill of kills) {
+      if (kill.targetJobId === null) continue;
+      const entries: unknown = JSON.parse(history.get(kill.targetJobId)?.history ?? '[]');
+      const done = (Array.isArray(entries) ? entries : []).find((e) => get(e, 'state') === 'followedUp');
+      const at = Date.parse(str(done, 'at'));
+      if (Number.isFinite(at) && at <= kill.epochMs) before++;
+      else after++;
+    }
+    return { before, after };
+  } finally {
+    db.close();
+  }
+}
+
 /** The campaign's one-line summary (printed last). */
 export function crashSummaryLine(s: CrashSummary): string {
   const by = (mode: KillMode) => s.kills.filter((k) => k.mode === mode).length;
@@ -182,7 +217,8 @@ export function crashSummaryLine(s: CrashSummary): string {
   return (
     `crash: ${s.kills.length} kills (${early} before listening, ${by('recovery')} aimed at recovery, ` +
     `${duringStart} during job start, ${duringStream} during agent streaming, ` +
-    `${s.repliesNotCommitted} between answer and commit), ${s.jobs} jobs, ${s.sessions} sessions, ` +
+    `${s.commitKills.before + s.commitKills.after} at a follow-up's last chunk: ${s.commitKills.after} ` +
+    `before its commit, ${s.commitKills.before} after), ${s.jobs} jobs, ${s.sessions} sessions, ` +
     `${s.messages} messages, ${s.lost} lost, ${s.duplicated} duplicated, ${s.interleaved} interleaved, ` +
     `${s.messagesTwice} stored twice, ${s.unfinished} unfinished, ${s.ackMissing} acknowledged-missing, ` +
     `${s.eventGaps} seq gaps, ${s.readopted} re-adopted, ${s.misaccounted.length} misaccounted, ` +
