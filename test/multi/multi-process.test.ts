@@ -173,4 +173,31 @@ describe('several processes on one PostgreSQL database', () => {
     }
     expect([...answered].sort()).toEqual([...jobs].sort());
   }, 90_000);
+
+  it('hands the sessions of a process stopped with SIGTERM to the others', async () => {
+    const [a] = cluster.nodes;
+    const leaving = await cluster.start('E');
+    const session = (await leaving.call('POST', '/v1/sessions', { title: 'handed over' })).body;
+    const job = (await leaving.call('POST', `/v1/sessions/${session.id}/jobs`, { external: true }))
+      .body;
+    const before = await cluster.query(
+      `SELECT owner_host FROM "${cluster.schema}".sessions WHERE id = '${session.id}'`,
+    );
+    expect(before.rows[0].owner_host).toBe(leaving.hostId);
+    leaving.child.kill('SIGTERM');
+    expect(await leaving.exited).toBe(0);
+    const done = await a!.call('POST', `/v1/jobs/${job.id}/complete`, { exitCode: 0 });
+    expect(done.status).toBe(200);
+    await waitFor(
+      async () => (await a!.call('GET', `/v1/jobs/${job.id}`)).body.state === 'followedUp',
+      {
+        what: 'the follow-up on the new owner',
+      },
+    );
+    const after = await cluster.query(
+      `SELECT owner_host, owner_epoch FROM "${cluster.schema}".sessions WHERE id = '${session.id}'`,
+    );
+    expect(after.rows[0].owner_host).not.toBe(leaving.hostId);
+    expect(Number(after.rows[0].owner_epoch)).toBe(2);
+  }, 60_000);
 });

@@ -26,6 +26,8 @@ export interface KillContext {
   r: Rng;
   /** The epoch's feed client. */
   tap: FeedTap;
+  /** Longest wait for a random kill after the listening line, ms. */
+  maxRandomMs: number;
 }
 
 /** What a kill was aimed at, when it was aimed at a follow-up's commit. */
@@ -85,7 +87,7 @@ export async function killMoment(mode: KillMode, ctx: KillContext): Promise<Kill
       await sleep(ctx.startupMs * (0.75 + 0.3 * r.next()));
       return none;
     case 'random':
-      if (await listening(proc)) await sleep(r.int(0, 800));
+      if (await listening(proc)) await sleep(r.int(0, ctx.maxRandomMs));
       return none;
     case 'jobStart': {
       if (!(await listening(proc))) return none;

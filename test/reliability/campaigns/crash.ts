@@ -25,6 +25,8 @@ export interface CrashSize {
   sessions: number;
   jobs: number;
   kills: number;
+  /** Longest wait for a random kill after the listening line, ms. @defaultValue 800 */
+  maxRandomMs?: number;
 }
 
 export interface KillRecord {
@@ -103,7 +105,16 @@ export async function runCrashCampaign(opts: CrashSize & { dir: string; seed: nu
       })();
       let exitedEarly = false;
       void current.exited.then(() => (exitedEarly = true));
-      const target = await killMoment(mode, { proc: current, driver, agent, openai, startupMs, r, tap });
+      const target = await killMoment(mode, {
+        proc: current,
+        driver,
+        agent,
+        openai,
+        startupMs,
+        r,
+        tap,
+        maxRandomMs: opts.maxRandomMs ?? 800,
+      });
       if (exitedEarly) unexpectedExits.push(current.log.slice(-5).join('\n'));
       kills.push({
         mode,
