@@ -5,6 +5,7 @@ import { RunningJobs, type JobLimits } from './job-limits.js';
 import { findJobWrapper } from './jobs/find-wrapper.js';
 import { ProcessRunner, type ProcessExit } from './jobs/process-runner.js';
 import type { Logger } from './policy.js';
+import type { JobRow } from './store/store.js';
 
 export interface JobProcessesOptions {
   /** Recorded with each process, so that another Baton process can tell whose it was. */
@@ -83,6 +84,8 @@ export class JobProcesses {
       if (job.state === 'running') await job.touch();
     } catch (error) {
       this.running.free(job.id);
+      // Stopping: the job stays as stored, with no process, and the next start runs it.
+      if (this.options.closing()) return;
       const reason = error instanceof Error ? error.message : String(error);
       job.extras.output = `could not start the process: ${reason}`;
       job.send({ type: 'FINISHED', outcome: 'failed', exitCode: null, at: this.options.now() });
@@ -119,12 +122,15 @@ export class JobProcesses {
   async readopt(job: JobActor): Promise<void> {
     const row = job.row;
     if (row.external || job.context.held) return;
-    const info = row.process ?? (row.command === null ? null : this.unrecorded(job));
-    if (!info || row.command === null) {
-      job.extras.output = 'the service stopped before the process was started';
+    const trace = row.process ?? (row.command === null ? 'vanished' : this.unrecorded(job));
+    // The service stopped before the wrapper ran: the command never ran, so it runs now.
+    if (trace === 'neverStarted') return this.start(job);
+    if (trace === 'vanished' || row.command === null) {
+      job.extras.output = 'the process started but vanished before the service recorded it';
       job.send({ type: 'FINISHED', outcome: 'lost', exitCode: null, at: this.options.now() });
       return;
     }
+    const info = trace;
     const startedAt = Date.parse(info.startedAt);
     const spec = {
       jobId: job.id,
@@ -144,15 +150,17 @@ export class JobProcesses {
   }
 
   /**
-   * The service died between spawning the job's wrapper and storing its
-   * pid: the wrapper may run on, or have finished. Found in the job's
-   * directory, it is adopted like a recorded one (not ended `lost`, which
-   * would leave a running command unwatched and misreport a finished one).
+   * A running job with no process stored: the service died before its
+   * wrapper ran, or between spawning it and storing its pid. Found in the
+   * job's directory, a wrapper is adopted like a recorded one (not ended
+   * `lost`, which would leave a running command unwatched and misreport a
+   * finished one); with no trace of it at all, the command never ran.
    */
-  private unrecorded(job: JobActor): JobActor['extras']['process'] {
-    const found = findJobWrapper(resolve(this.options.dataDir, 'jobs', job.id), this.options.now());
-    if (found) job.extras.process = found;
-    return found;
+  private unrecorded(job: JobActor): NonNullable<JobRow['process']> | 'vanished' | 'neverStarted' {
+    const trace = findJobWrapper(resolve(this.options.dataDir, 'jobs', job.id), this.options.now());
+    if (typeof trace === 'string') return trace;
+    job.extras.process = { ...trace, host: this.options.hostId };
+    return job.extras.process;
   }
 
   /** Stops watching; the processes keep running so that a restart can adopt them. */

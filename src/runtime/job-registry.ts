@@ -1,5 +1,3 @@
-import { stat } from 'node:fs/promises';
-import { resolve } from 'node:path';
 import type { InspectionEvent } from 'xstate';
 import type { JobState } from '../machines/job.machine.js';
 import type { LockView } from '../machines/session.machine.js';
@@ -9,6 +7,7 @@ import { BatonError, notFound } from './errors.js';
 import { failureNotice } from './failure-notice.js';
 import type { Ids } from './ids.js';
 import { JobActor, type JobActorHost, type PersistedJob } from './job-actor.js';
+import { resolveJobCwd } from './job-cwd.js';
 import type { JobEffects } from './job-effects.js';
 import type { JobProcesses } from './job-processes.js';
 import type { CompleteJobBody, StartJobBody } from './options.js';
@@ -107,11 +106,7 @@ export class JobRegistry {
     const external = 'external' in body;
     let cwd: string | null = null;
     if (!external) {
-      cwd = resolve(this.deps.workDir, body.cwd ?? '.');
-      const info = await stat(cwd).catch(() => null);
-      if (!info?.isDirectory()) {
-        throw new BatonError('invalid_request', `cwd ${body.cwd ?? cwd} is not a directory`);
-      }
+      cwd = await resolveJobCwd(this.deps.workDir, body.cwd);
     }
     const blocker = external ? null : processes.blocker(owner, sessionId);
     const row: JobRow = {

@@ -115,9 +115,26 @@ export function parseStartJobBody(body: unknown) {
  * `command: command must not be empty; unknown field "foo"`.
  */
 export function parse<T extends z.ZodType>(schema: T, value: unknown): z.output<T> {
-  const result = schema.safeParse(value);
+  const result = schema.safeParse(wellFormedFields(value));
   if (result.success) return result.data;
   throw new TransportError('invalid_request', describeIssues(result.error.issues));
+}
+
+const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g;
+
+/**
+ * The body with each string field made well-formed: a lone surrogate, which
+ * JSON can carry as an escape but UTF-8 cannot store, becomes U+FFFD, as
+ * invalid UTF-8 bytes in a body already do. So the answer, the feed and every
+ * later read show the same text. Bodies are flat: one level is enough.
+ */
+function wellFormedFields(value: unknown): unknown {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return value;
+  const out: Record<string, unknown> = {};
+  for (const [key, field] of Object.entries(value)) {
+    out[key] = typeof field === 'string' ? field.replace(LONE_SURROGATE, '\ufffd') : field;
+  }
+  return out;
 }
 
 function describeIssues(issues: readonly z.core.$ZodIssue[]): string {

@@ -1,4 +1,4 @@
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -7,10 +7,11 @@ import { processesUnder } from '../support/processes.js';
 import { waitFor } from '../support/wait.js';
 
 /**
- * Caught by the crash campaign: a SIGKILL between spawning a job's wrapper and
- * storing its pid left the job without a process record. After the restart it
- * was ended `lost` ("stopped before the process was started") while its
- * command ran on unwatched, and finished later with exit code 0.
+ * Caught by the crash campaign: a SIGKILL between storing a new job and
+ * storing its process's pid left the job without a process record. After the
+ * restart it was ended `lost` ("stopped before the process was started"):
+ * a wrapper already spawned ran on unwatched and finished later with exit
+ * code 0, and a command not yet spawned was never run at all.
  */
 describe('a job whose wrapper was spawned but not recorded before a crash', () => {
   let t: TestBaton | undefined;
@@ -61,6 +62,32 @@ describe('a job whose wrapper was spawned but not recorded before a crash', () =
     });
     expect(final).toMatchObject({ outcome: 'succeeded', exitCode: 0 });
     expect(final.output).toContain('quick-result');
+  });
+
+  it('runs a job whose wrapper never ran (no pid, no files) instead of ending it lost', async () => {
+    // Runs for long the first time; once `go` exists, prints and exits.
+    const { dir, jobId } = await crashInTheStartWindow(
+      'cat go 2>/dev/null && echo second-run || sleep 30',
+    );
+    const db = new Database(join(dir, 'baton.db'));
+    const row = db
+      .prepare<[string], { process: string | null }>('SELECT process FROM jobs WHERE id = ?')
+      .get(jobId);
+    db.close();
+    expect(row?.process).toBeNull();
+    // Undo the first run entirely, as if it had never been spawned.
+    const group = Number(readFileSync(join(dir, 'jobs', jobId, 'pid'), 'utf8'));
+    process.kill(-group, 'SIGKILL');
+    await waitFor(() => processesUnder(dir).length === 0);
+    rmSync(join(dir, 'jobs', jobId), { recursive: true, force: true });
+    writeFileSync(join(dir, 'go'), 'go\n');
+    t = await startTestBaton({ dir });
+    const final = await waitFor(async () => {
+      const j = await t!.baton.getJob('alice', jobId);
+      return j.state === 'followedUp' ? j : undefined;
+    });
+    expect(final).toMatchObject({ outcome: 'succeeded', exitCode: 0 });
+    expect(final.output).toContain('second-run');
   });
 
   it('can cancel the adopted wrapper, which leaves no process behind', async () => {

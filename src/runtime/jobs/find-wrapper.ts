@@ -6,7 +6,8 @@
  * the wrapper runs on (or has already finished). The job's directory is
  * known from its id, so the wrapper can still be found: running, by its
  * command line (`/bin/sh <dir>/run.sh <dir> <cwd>`); finished, by its exit
- * file and the pid file it wrote first thing.
+ * file and the pid file it wrote first thing. No pid file, no exit file and
+ * no such process: the wrapper never ran, and neither did the command.
  */
 import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
@@ -66,16 +67,23 @@ function pidFromFile(dir: string): number | null {
 }
 
 /**
- * The wrapper of the job whose (absolute) directory is `dir`, if it was ever
- * started: still running, or finished with an exit file. Null when it never
- * ran its command.
+ * What is left of the wrapper of the job whose (absolute) directory is
+ * `dir`: the wrapper itself, still running or finished with an exit file;
+ * `vanished` when it started (it wrote its pid first thing) but is gone with
+ * no exit file; `neverStarted` when there is no trace of it at all, so the
+ * command never ran.
  */
-export function findJobWrapper(dir: string, now: number): FoundWrapper | null {
+export function findJobWrapper(
+  dir: string,
+  now: number,
+): FoundWrapper | 'vanished' | 'neverStarted' {
   const startedAt = mtime(join(dir, JOB_FILES.pid)) ?? mtime(join(dir, JOB_FILES.wrapper)) ?? now;
   const at = new Date(Math.round(startedAt)).toISOString();
   const running = findRunning(join(dir, JOB_FILES.wrapper));
   if (running) return { ...running, dir, startedAt: at };
-  if (!hasExitRecord(dir)) return null;
   const pid = pidFromFile(dir);
-  return pid === null ? null : { pid, startTime: EXITED_IDENTITY, dir, startedAt: at };
+  if (hasExitRecord(dir) && pid !== null) {
+    return { pid, startTime: EXITED_IDENTITY, dir, startedAt: at };
+  }
+  return pid !== null || hasExitRecord(dir) ? 'vanished' : 'neverStarted';
 }

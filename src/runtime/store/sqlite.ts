@@ -222,26 +222,37 @@ function toStoreError(err: unknown): unknown {
   return err;
 }
 
+const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g;
+
+/**
+ * Text as UTF-8 can hold it: a lone surrogate (JSON may carry one as an
+ * escape) becomes U+FFFD. Bound as is, better-sqlite3 would write it as
+ * invalid UTF-8 bytes, read back as three replacement characters.
+ */
+function utf8<T extends string | null>(text: T): T {
+  return (text === null ? null : text.replace(LONE_SURROGATE, '\ufffd')) as T;
+}
+
 function jobParams(row: JobWrite['row']): JobParams {
   return {
     id: row.id,
     session_id: row.sessionId,
     owner: row.owner,
-    command: row.command,
-    cwd: row.cwd,
+    command: utf8(row.command),
+    cwd: utf8(row.cwd),
     timeout_s: row.timeoutS,
     external: row.external ? 1 : 0,
-    name: row.name,
+    name: utf8(row.name),
     state: row.state,
     outcome: row.outcome,
     exit_code: row.exitCode,
     attempts: row.attempts,
-    output: row.output,
+    output: utf8(row.output),
     created_at: row.createdAt,
     finished_at: row.finishedAt,
     followed_up_at: row.followedUpAt,
     history: JSON.stringify(row.history),
-    why: row.why,
+    why: utf8(row.why),
     // JSON has no `undefined`; a missing snapshot is stored as null.
     snapshot: JSON.stringify(row.snapshot ?? null),
     process: row.process === null ? null : JSON.stringify(row.process),
@@ -496,8 +507,8 @@ export class SqliteStore implements Store {
       s.insertSession.run(
         session.id,
         session.owner,
-        session.title,
-        session.systemPrompt,
+        utf8(session.title),
+        utf8(session.systemPrompt),
         session.createdAt,
       );
     }
@@ -516,7 +527,7 @@ export class SqliteStore implements Store {
         message.sessionId,
         message.owner,
         message.role,
-        message.content,
+        utf8(message.content),
         JSON.stringify(message.metadata),
         message.createdAt,
       );

@@ -24,6 +24,8 @@ export interface ServeProcess {
   url: string | null;
   /** Epoch ms of the listening line, else null. */
   listeningAt: number | null;
+  /** Epoch ms of the `recovered unfinished jobs` line (printed when recovery had work), else null. */
+  recoveredAt: number | null;
   /** Resolves with the exit code (null when killed by a signal). */
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   /** Every line printed so far (stdout and stderr). */
@@ -52,6 +54,12 @@ export function cliCommand(): string[] {
   return [`${REPO_ROOT}bin/baton.js`];
 }
 
+/** Every `baton serve` spawned here and not yet exited: killed if the test process exits first. */
+const alive = new Set<ChildProcess>();
+process.once('exit', () => {
+  for (const child of alive) child.kill('SIGKILL');
+});
+
 /** Spawns `baton serve --port 0 --data <dir> <args>` and returns at once. */
 export function spawnServe(
   dataDir: string,
@@ -64,6 +72,8 @@ export function spawnServe(
     { cwd: REPO_ROOT, env: cleanEnv(env), stdio: ['ignore', 'pipe', 'pipe'] },
   );
   if (child.pid === undefined) throw new Error('could not spawn baton serve');
+  alive.add(child);
+  child.once('exit', () => alive.delete(child));
   const log: string[] = [];
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
     child.once('exit', (code, signal) => resolve({ code, signal })),
@@ -74,6 +84,7 @@ export function spawnServe(
     spawnedAt: Date.now(),
     url: null,
     listeningAt: null,
+    recoveredAt: null,
     exited,
     log,
     listening: Promise.resolve(''),
@@ -97,10 +108,12 @@ export function spawnServe(
       for (const line of lines) {
         if (line.trim() === '') continue;
         if (log.length < 2000) log.push(line);
+        if (line.includes('recovered unfinished jobs')) proc.recoveredAt = Date.now();
         if (!line.includes('baton listening')) continue;
         try {
           const entry: unknown = JSON.parse(line);
-          const url = typeof entry === 'object' && entry !== null ? Reflect.get(entry, 'url') : null;
+          const url =
+            typeof entry === 'object' && entry !== null ? Reflect.get(entry, 'url') : null;
           if (typeof url === 'string') {
             proc.url = url;
             proc.listeningAt = Date.now();

@@ -58,7 +58,10 @@ export async function startCrashAgent(): Promise<CrashAgent> {
       answer = slow(`Continuing after ${triggerJobIds(said).join(', ')}: all looks fine.`);
     } else if (said.startsWith('bg ')) {
       const command = said.slice(3).trim();
-      answer = { reply: { toolCalls: [toolCall('start_background_job', { command })] }, streamMs: 0 };
+      answer = {
+        reply: { toolCalls: [toolCall('start_background_job', { command })] },
+        streamMs: 0,
+      };
     } else {
       answer = slow(`Echo: ${said.slice(0, 60)}`);
     }

@@ -47,6 +47,8 @@ export interface CrashCounts {
   orphans: number[];
   /** Live turns whose user message is stored but which a kill cut before the answer. */
   turnsCut: number;
+  /** Process jobs ended `lost` (nothing kills a job's process here: each must have run). */
+  lostProcesses: number;
 }
 
 interface JobRecord {
@@ -99,7 +101,9 @@ export function countCrash(
       )
       .all();
     const seqs = db
-      .prepare<[], { owner: string; seq: number }>('SELECT owner, seq FROM events ORDER BY owner, seq')
+      .prepare<[], { owner: string; seq: number }>(
+        'SELECT owner, seq FROM events ORDER BY owner, seq',
+      )
       .all();
     const sessionEvents = db
       .prepare<[], EventRecord>(
@@ -158,7 +162,8 @@ export function countCrash(
       if (seq !== next) eventGaps++;
       expected.set(owner, seq);
     }
-    for (const { owner, last_seq } of lastSeqs) if ((expected.get(owner) ?? 0) !== last_seq) eventGaps++;
+    for (const { owner, last_seq } of lastSeqs)
+      if ((expected.get(owner) ?? 0) !== last_seq) eventGaps++;
 
     const processes = accountProcesses(dir, jobs, killTimes);
     const twice =
@@ -182,6 +187,7 @@ export function countCrash(
       eventGaps,
       ...processes,
       turnsCut: interleaving.turnsCut,
+      lostProcesses: jobs.filter((j) => j.command !== null && j.outcome === 'lost').length,
     };
   } finally {
     db.close();

@@ -42,8 +42,14 @@ export class CrashDriver {
     unexpected: [],
   };
   /** Acknowledged (2xx) creations, checked against the store at the end. */
-  readonly acked = { sessions: new Set<string>(), jobs: new Set<string>(), messages: new Set<string>() };
+  readonly acked = {
+    sessions: new Set<string>(),
+    jobs: new Set<string>(),
+    messages: new Set<string>(),
+  };
   epoch = 0;
+  /** Set for the last run: nothing is held back for a later epoch any more. */
+  final = false;
   /** Job-start requests sent and not answered yet. */
   inflightStarts = 0;
   /** Called when a job-start request has been sent (a kill mode aims at it). */
@@ -54,6 +60,22 @@ export class CrashDriver {
     private readonly token: string,
     private readonly r: Rng,
   ) {}
+
+  /** A few items not yet known to be done, for an error message. */
+  describeRemaining(): string {
+    const open = (state: ItemState) => state !== 'done' && state !== 'failed';
+    const items = [
+      ...this.plan.sessions.filter((s) => open(s.state)).map((s) => `${s.title} ${s.state}`),
+      ...this.plan.work
+        .filter((i) => open(i.state) || (i.kind === 'job' && open(i.completed)))
+        .map((i) =>
+          i.kind === 'job'
+            ? `job ${jobKey(i.body)} ${i.state}/${i.completed} from ${i.completeFrom} session ${this.plan.sessions[i.session]?.state}`
+            : `message ${i.content} ${i.state} session ${this.plan.sessions[i.session]?.state}`,
+        ),
+    ];
+    return items.slice(0, 6).join('; ');
+  }
 
   /** Work not yet known to be done. */
   remaining(): number {
@@ -175,7 +197,7 @@ export class CrashDriver {
         item.kind === 'job' &&
         item.state === 'done' &&
         item.completed === 'todo' &&
-        item.completeFrom <= this.epoch
+        (this.final || item.completeFrom <= this.epoch)
       ) {
         return this.complete(url, item);
       }
@@ -228,7 +250,9 @@ export class CrashDriver {
       if (reply.status === 409 && errorCode(reply.body) === 'job_finished') {
         this.stats.completedTwice++;
       } else {
-        item.completed = this.expect(reply.status === 200, 'complete job', reply) ? 'done' : 'failed';
+        item.completed = this.expect(reply.status === 200, 'complete job', reply)
+          ? 'done'
+          : 'failed';
         return;
       }
       item.completed = 'done';

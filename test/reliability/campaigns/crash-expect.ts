@@ -20,6 +20,7 @@ export function expectCleanCrash(s: CrashSummary, planned: { jobs: number; kills
       unfinished: s.unfinished,
       ackMissing: s.ackMissing,
       eventGaps: s.eventGaps,
+      lostProcesses: s.lostProcesses,
     },
     context,
   ).toEqual({
@@ -30,6 +31,7 @@ export function expectCleanCrash(s: CrashSummary, planned: { jobs: number; kills
     unfinished: 0,
     ackMissing: 0,
     eventGaps: 0,
+    lostProcesses: 0,
   });
   // Every job is final and answered once: followed up or failed with its notice.
   expect(s.followedUp + s.failed, context).toBeLessThanOrEqual(s.jobs);

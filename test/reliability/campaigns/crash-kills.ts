@@ -57,7 +57,10 @@ async function listening(proc: ServeProcess): Promise<boolean> {
 }
 
 /** Resolves when `arm` fires its callback, or after `timeoutMs` (the kill then lands anyway). */
-function when<T>(arm: (fire: (value: T) => void) => () => void, timeoutMs: number): Promise<T | null> {
+function when<T>(
+  arm: (fire: (value: T) => void) => () => void,
+  timeoutMs: number,
+): Promise<T | null> {
   return new Promise((resolve) => {
     let disarm = (): void => {};
     const timer = setTimeout(() => {

@@ -58,7 +58,10 @@ function command(r: Rng, key: string): string {
  * two plain messages per session and a `bg` message (a job started by the
  * agent) for one session in five.
  */
-export function planCrash(r: Rng, size: { sessions: number; jobs: number; kills: number }): CrashPlan {
+export function planCrash(
+  r: Rng,
+  size: { sessions: number; jobs: number; kills: number },
+): CrashPlan {
   const sessions: SessionItem[] = Array.from({ length: size.sessions }, (_, i) => ({
     kind: 'session',
     title: `crash-s${i}`,

@@ -34,6 +34,8 @@ export interface KillRecord {
   /** ms after the spawn. */
   afterMs: number;
   beforeListening: boolean;
+  /** Landed before the `recovered unfinished jobs` line of a start that had jobs to recover. */
+  beforeRecovered: boolean;
   jobStartsInFlight: number;
   /** Agent calls whose stream the kill cut. */
   streamsCut: number;
@@ -69,7 +71,9 @@ function serveArgs(agent: CrashAgent, openai: boolean): string[] {
   return ['--token', TOKEN, '--agent-timeout-s', '30', ...policy, ...model];
 }
 
-export async function runCrashCampaign(opts: CrashSize & { dir: string; seed: number }): Promise<CrashSummary> {
+export async function runCrashCampaign(
+  opts: CrashSize & { dir: string; seed: number },
+): Promise<CrashSummary> {
   const started = Date.now();
   const r = rng(opts.seed);
   const plan = planCrash(r, opts);
@@ -79,6 +83,7 @@ export async function runCrashCampaign(opts: CrashSize & { dir: string; seed: nu
   const tap = new FeedTap();
   const unexpectedExits: string[] = [];
   let startupMs = 700;
+  let hadUnfinished = false;
   let proc: ServeProcess | null = null;
   try {
     for (let k = 0; k < opts.kills; k++) {
@@ -120,6 +125,7 @@ export async function runCrashCampaign(opts: CrashSize & { dir: string; seed: nu
         mode,
         afterMs: Date.now() - current.spawnedAt,
         beforeListening: current.url === null,
+        beforeRecovered: current.recoveredAt === null,
         jobStartsInFlight: driver.inflightStarts,
         streamsCut: 0,
         openai,
@@ -130,11 +136,15 @@ export async function runCrashCampaign(opts: CrashSize & { dir: string; seed: nu
       await current.kill();
       tap.close();
       await driving;
+      // Only a start with unfinished jobs prints the recovery line; without one, nothing was recovered.
+      const record = kills[kills.length - 1];
+      if (record && record.beforeRecovered) record.beforeRecovered = hadUnfinished;
+      hadUnfinished = await unfinishedIn(opts.dir);
       if (current.listeningAt !== null) {
         startupMs = startupMs * 0.8 + (current.listeningAt - current.spawnedAt) * 0.2;
       }
     }
-    driver.epoch = Number.MAX_SAFE_INTEGER;
+    driver.final = true;
     proc = spawnServe(opts.dir, serveArgs(agent, false));
     const url = await proc.listening;
     await finish(driver, url);
@@ -146,7 +156,11 @@ export async function runCrashCampaign(opts: CrashSize & { dir: string; seed: nu
         (q) => q.at < kill.perf && q.clientClosedAt !== null && q.clientClosedAt >= kill.perf - 1,
       ).length;
     }
-    const counts = countCrash(opts.dir, driver.acked, kills.map((k) => k.epochMs));
+    const counts = countCrash(
+      opts.dir,
+      driver.acked,
+      kills.map((k) => k.epochMs),
+    );
     return {
       ...counts,
       seed: opts.seed,
@@ -165,11 +179,34 @@ export async function runCrashCampaign(opts: CrashSize & { dir: string; seed: nu
   }
 }
 
+/** Whether the store holds unfinished jobs (so that the next start has something to recover). */
+async function unfinishedIn(dir: string): Promise<boolean> {
+  let db: Database.Database | null = null;
+  try {
+    db = new Database(join(dir, 'baton.db'), { readonly: true, fileMustExist: true });
+    const row = db
+      .prepare<[], { n: number }>(
+        `SELECT count(*) AS n FROM jobs WHERE state NOT IN ('followedUp', 'failed', 'cancelled', 'skipped')`,
+      )
+      .get();
+    return (row?.n ?? 0) > 0;
+  } catch {
+    // No database yet, or not readable between two runs: nothing to recover that we know of.
+    return false;
+  } finally {
+    db?.close();
+  }
+}
+
 /** Sends whatever work is left, then waits until every job is final. */
 async function finish(driver: CrashDriver, url: string): Promise<void> {
   const deadline = Date.now() + 60_000;
   while (driver.remaining() > 0) {
-    if (Date.now() > deadline) throw new Error(`${driver.remaining()} requests never went through`);
+    if (Date.now() > deadline) {
+      throw new Error(
+        `${driver.remaining()} requests never went through: ${driver.describeRemaining()}`,
+      );
+    }
     await driver.reconcile(url);
     await driver.work(url, Number.POSITIVE_INFINITY);
     if (driver.remaining() > 0) await sleep(100);
@@ -179,7 +216,9 @@ async function finish(driver: CrashDriver, url: string): Promise<void> {
     const open = list(body, 'jobs').filter((j) => !FINAL.has(str(j, 'state')));
     if (open.length === 0) return;
     if (Date.now() > deadline) {
-      const sample = open.slice(0, 3).map((j) => `${str(j, 'id')} ${str(j, 'state')}: ${str(j, 'why')}`);
+      const sample = open
+        .slice(0, 3)
+        .map((j) => `${str(j, 'id')} ${str(j, 'state')}: ${str(j, 'why')}`);
       throw new Error(`${open.length} jobs never became final, e.g. ${sample.join('; ')}`);
     }
     await sleep(250);
@@ -195,20 +234,26 @@ function repliesNotCommitted(agent: CrashAgent): number {
       return triggerJobIds(typeof user?.content === 'string' ? user.content : '');
     })
     .filter((ids) => ids.length > 0);
-  return complete.filter((ids, i) => complete.slice(i + 1).some((later) => later.some((id) => ids.includes(id)))).length;
+  return complete.filter((ids, i) =>
+    complete.slice(i + 1).some((later) => later.some((id) => ids.includes(id))),
+  ).length;
 }
 
 /** Whether each commit kill's job had its `followedUp` stored before the kill. */
 function commitKills(dir: string, kills: KillRecord[]): { before: number; after: number } {
   const db = new Database(join(dir, 'baton.db'), { readonly: true, fileMustExist: true });
   try {
-    const history = db.prepare<[string], { history: string }>('SELECT history FROM jobs WHERE id = ?');
+    const history = db.prepare<[string], { history: string }>(
+      'SELECT history FROM jobs WHERE id = ?',
+    );
     let before = 0;
     let after = 0;
     for (const kill of kills) {
       if (kill.targetJobId === null) continue;
       const entries: unknown = JSON.parse(history.get(kill.targetJobId)?.history ?? '[]');
-      const done = (Array.isArray(entries) ? entries : []).find((e) => get(e, 'state') === 'followedUp');
+      const done = (Array.isArray(entries) ? entries : []).find(
+        (e) => get(e, 'state') === 'followedUp',
+      );
       const at = Date.parse(str(done, 'at'));
       if (Number.isFinite(at) && at <= kill.epochMs) before++;
       else after++;
@@ -223,16 +268,19 @@ function commitKills(dir: string, kills: KillRecord[]): { before: number; after:
 export function crashSummaryLine(s: CrashSummary): string {
   const by = (mode: KillMode) => s.kills.filter((k) => k.mode === mode).length;
   const early = s.kills.filter((k) => k.beforeListening).length;
+  const inRecovery = s.kills.filter((k) => k.beforeListening && k.beforeRecovered).length;
   const duringStart = s.kills.filter((k) => k.jobStartsInFlight > 0).length;
   const duringStream = s.kills.filter((k) => k.streamsCut > 0).length;
   return (
-    `crash: ${s.kills.length} kills (${early} before listening, ${by('recovery')} aimed at recovery, ` +
+    `crash: ${s.kills.length} kills (${early} before listening, ${inRecovery} of them before recovery ` +
+    `had finished, ${by('recovery')} aimed at recovery, ` +
     `${duringStart} during job start, ${duringStream} during agent streaming, ` +
     `${s.commitKills.before + s.commitKills.after} at a follow-up's last chunk: ${s.commitKills.after} ` +
     `before its commit, ${s.commitKills.before} after), ${s.jobs} jobs, ${s.sessions} sessions, ` +
     `${s.messages} messages, ${s.lost} lost, ${s.duplicated} duplicated, ${s.interleaved} interleaved, ` +
     `${s.messagesTwice} stored twice, ${s.unfinished} unfinished, ${s.ackMissing} acknowledged-missing, ` +
     `${s.eventGaps} seq gaps, ${s.readopted} re-adopted, ${s.misaccounted.length} misaccounted, ` +
-    `${s.orphans.length} orphans (seed ${s.seed})`
+    `${s.orphans.length} orphans; ${s.arrivedDuringFollowUp} user messages arrived during a follow-up, ` +
+    `${s.turnsCut} live turns cut by a kill, ${s.lostProcesses} process jobs lost (seed ${s.seed})`
   );
 }

@@ -21,9 +21,9 @@ export interface OrderedMessage {
 
 export interface SessionEvent {
   seq: number;
-  sessionId: string | null;
+  sessionId?: string | null | undefined;
   type: string;
-  turnId: string | null;
+  turnId?: string | null | undefined;
   data: Record<string, unknown>;
 }
 
@@ -68,7 +68,7 @@ function views(messages: OrderedMessage[], events: SessionEvent[]): Map<string, 
   };
   for (const m of messages) view(m.sessionId).messages.push(m);
   for (const e of [...events].sort((a, b) => a.seq - b.seq)) {
-    if (e.sessionId === null) continue;
+    if (e.sessionId === null || e.sessionId === undefined) continue;
     const v = view(e.sessionId);
     if (e.type === 'message.created') {
       const id = record(e.data['message'])['id'];
@@ -76,7 +76,10 @@ function views(messages: OrderedMessage[], events: SessionEvent[]): Map<string, 
     } else if (e.type === 'session.lock') {
       const holder = record(e.data['holder'])['id'];
       v.locks.push({ seq: e.seq, holder: typeof holder === 'string' ? holder : null });
-    } else if (e.turnId !== null && (e.type === 'turn.started' || e.type === 'turn.finished')) {
+    } else if (
+      typeof e.turnId === 'string' &&
+      (e.type === 'turn.started' || e.type === 'turn.finished')
+    ) {
       const turn = v.turns.get(e.turnId) ?? { started: Infinity, finished: Infinity };
       if (e.type === 'turn.started') turn.started = Math.min(turn.started, e.seq);
       else turn.finished = Math.min(turn.finished, e.seq);
