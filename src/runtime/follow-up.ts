@@ -3,6 +3,7 @@ import type { Agent, AgentMessage, AgentResult, AgentTools } from './agents/agen
 import { AgentError } from './agents/agent.js';
 import { buildFollowUpTrigger, capResult, type TriggerJob } from './agents/trigger.js';
 import { iso } from './clock.js';
+import { deadlineSignal } from './deadline.js';
 import type { Feed } from './feed.js';
 import type { Ids } from './ids.js';
 import type { JobActor } from './job-actor.js';
@@ -76,8 +77,8 @@ export async function runFollowUp(
   const trigger = buildFollowUpTrigger(answered.map((j) => triggerJob(j.row)));
   const messages = [...conversation(session, history), { role: 'user' as const, content: trigger }];
 
-  const deadline = AbortSignal.timeout(deps.agentTimeoutMs);
-  const result = await runAgent(deps, leader, messages, AbortSignal.any([signal, deadline]));
+  const deadline = deadlineSignal(signal, deps.agentTimeoutMs);
+  const result = await runAgent(deps, leader, messages, deadline.signal).finally(deadline.clear);
 
   const ids = answered.map((j) => j.id);
   const at = iso(deps.now());

@@ -1,5 +1,6 @@
 import type { Agent, AgentTools } from './agents/agent.js';
 import { iso } from './clock.js';
+import { deadlineSignal } from './deadline.js';
 import type { Feed } from './feed.js';
 import { conversation } from './follow-up.js';
 import type { Ids } from './ids.js';
@@ -63,8 +64,9 @@ export function startLiveTurn(deps: LiveTurnDeps, session: SessionRow, turnId: s
       const history = await deps.store.listMessages(session.id);
       const base = { sessionId: session.id, turnId };
       const at = () => iso(deps.now());
-      const signal = AbortSignal.any([controller.signal, AbortSignal.timeout(deps.agentTimeoutMs)]);
-      const result = await deps.agent.run({
+      const deadline = deadlineSignal(controller.signal, deps.agentTimeoutMs);
+      const signal = deadline.signal;
+      const running = deps.agent.run({
         sessionId: session.id,
         messages: conversation(session, history),
         maxRounds: deps.maxRounds,
@@ -92,6 +94,7 @@ export function startLiveTurn(deps: LiveTurnDeps, session: SessionRow, turnId: s
             data: { ...tool },
           }),
       });
+      const result = await running.finally(deadline.clear);
       if (result.content.trim() === '' && result.toolEvents.length === 0) {
         throw new Error('the agent replied with neither text nor tool events');
       }

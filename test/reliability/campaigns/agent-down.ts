@@ -115,7 +115,7 @@ export function agentFaultsSummaryLine(flaky: FaultRunSummary, down: DownRunSumm
   return (
     `agent-faults: ${flaky.jobs} jobs, ${flaky.calls} agent calls, ${total} faults (${faults}), ` +
     `${flaky.followedUp} followed up, ${flaky.failed} failed, ${flaky.lost} lost, ${flaky.duplicated} duplicated, ` +
-    `${flaky.unfinished} unfinished; Retry-After: ${flaky.retryAfter.retries} retries, shortest wait ` +
+    `${flaky.unfinished} unfinished, hung calls cut after at most ${flaky.hangMaxMs} ms (deadline 1000 ms); Retry-After: ${flaky.retryAfter.dealt} 429s with Retry-After: 1, ${flaky.retryAfter.retries} retried, shortest wait ` +
     `${flaky.retryAfter.minGapMs} ms for ${flaky.retryAfter.askedMs} ms asked; agent down: ${downJobs} jobs ` +
     `(${down.map((d) => `${d.how} ${d.jobs}`).join(', ')}), ${noticed} failed with one notice after ` +
     `${DOWN_POLICY.maxAttempts} attempts, ${silent} silent`

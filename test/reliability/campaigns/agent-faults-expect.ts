@@ -24,7 +24,10 @@ export async function agentFaultsCampaign(size: {
   expect(total / flaky.calls, context).toBeGreaterThan(0.15);
   expect(total / flaky.calls, context).toBeLessThan(0.45);
   expect(flaky.maxAttempts, context).toBeLessThanOrEqual(10);
+  // A hung call is cut at its 1 s deadline (the lease, a minute, must never be what ends it).
+  expect(flaky.hangMaxMs, context).toBeLessThan(5000);
   // Retry-After: 1 is a floor on the wait before the same job's next call.
+  expect(flaky.retryAfter.retries, context).toBe(flaky.retryAfter.dealt);
   expect(flaky.retryAfter.retries, context).toBeGreaterThan(0);
   expect(flaky.retryAfter.minGapMs, context).toBeGreaterThanOrEqual(flaky.retryAfter.askedMs - 20);
 

@@ -8,7 +8,9 @@
  * retry after a 429 must wait at least what the server asked for.
  */
 
+import { performance } from 'node:perf_hooks';
 import { OpenAIAgent } from '../../../src/runtime/agents/openai.js';
+import { TRIGGER_PREFIX } from '../../../src/runtime/agents/trigger.js';
 import {
   lastUserContent,
   startFakeOpenAI,
@@ -45,8 +47,10 @@ export interface FaultRunSummary {
   lost: number;
   duplicated: number;
   maxAttempts: number;
-  /** Follow-up retries after a 429, and the shortest wait between the 429 and the retry (ms). */
-  retryAfter: { retries: number; minGapMs: number; askedMs: number };
+  /** The longest a hung call stayed open before the client gave up (the deadline is 1 s), ms. */
+  hangMaxMs: number;
+  /** 429s dealt (all to follow-ups), the retries that followed, and the shortest wait between the two (ms). */
+  retryAfter: { dealt: number; retries: number; minGapMs: number; askedMs: number };
   durationMs: number;
 }
 
@@ -134,7 +138,10 @@ export async function runAgentFaults(size: {
   let dealt = 0;
   const fake = await startFakeOpenAI((request) => {
     if (!r.chance(0.3)) return { text: `Carrying on (${request.index}).`, chunkSize: 5 };
-    const fault = FAULTS[dealt++ % FAULTS.length];
+    let fault = FAULTS[dealt++ % FAULTS.length];
+    // A 429 goes to a follow-up, whose retry shows whether Retry-After was honoured.
+    const followUp = lastUserContent(request).startsWith(TRIGGER_PREFIX);
+    if (fault?.kind === 'http429' && !followUp) fault = FAULTS[dealt++ % FAULTS.length];
     if (!fault) throw new Error('no fault');
     faultOf.set(request.index, fault.kind);
     return fault.reply;
@@ -152,6 +159,8 @@ export async function runAgentFaults(size: {
     const faults: Record<string, number> = {};
     for (const kind of faultOf.values()) faults[kind] = (faults[kind] ?? 0) + 1;
     const gaps = retryAfterGaps(fake.requests, faultOf);
+    const now = performance.now();
+    const hangs = fake.requests.filter((q) => faultOf.get(q.index) === 'hang');
     return {
       jobs: jobs.length,
       calls: fake.requests.length,
@@ -162,7 +171,13 @@ export async function runAgentFaults(size: {
       lost: jobs.filter((j) => (answers.get(j.id) ?? 0) === 0).length,
       duplicated: jobs.filter((j) => (answers.get(j.id) ?? 0) > 1).length,
       maxAttempts: Math.max(0, ...jobs.map((j) => j.attempts)),
-      retryAfter: { retries: gaps.length, minGapMs: Math.min(...gaps), askedMs: 1000 },
+      hangMaxMs: Math.round(Math.max(0, ...hangs.map((q) => (q.clientClosedAt ?? now) - q.at))),
+      retryAfter: {
+        dealt: faults['http429'] ?? 0,
+        retries: gaps.length,
+        minGapMs: Math.min(...gaps),
+        askedMs: 1000,
+      },
       durationMs: Date.now() - started,
     };
   } finally {

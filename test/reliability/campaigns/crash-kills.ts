@@ -84,7 +84,7 @@ export async function killMoment(mode: KillMode, ctx: KillContext): Promise<Kill
   const { proc, driver, agent, r } = ctx;
   switch (mode) {
     case 'startup':
-      await sleep(r.next() * ctx.startupMs * 0.9);
+      await sleep(r.next() * ctx.startupMs * 0.7);
       return none;
     case 'recovery':
       await sleep(ctx.startupMs * (0.75 + 0.3 * r.next()));

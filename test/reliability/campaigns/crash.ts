@@ -91,7 +91,8 @@ export async function runCrashCampaign(
       const openai = k % 2 === 1;
       const current = spawnServe(opts.dir, serveArgs(agent, openai));
       proc = current;
-      const mode = chooseMode(r, openai);
+      // The first two kills land one very early and one under load, whatever the dice say.
+      const mode = k === 0 ? 'startup' : k === 1 ? 'random' : chooseMode(r, openai);
       const quota = Math.ceil(driver.remaining() / Math.max(1, (opts.kills - k) * 0.6)) + 2;
       const driving = (async () => {
         let url: string;
@@ -115,7 +116,8 @@ export async function runCrashCampaign(
         driver,
         agent,
         openai,
-        startupMs,
+        // The first start is killed well before it could listen (node alone takes longer).
+        startupMs: k === 0 ? 250 : startupMs,
         r,
         tap,
         maxRandomMs: opts.maxRandomMs ?? 800,

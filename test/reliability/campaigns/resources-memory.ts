@@ -8,8 +8,10 @@ import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { processesUnder } from '../../support/processes.js';
+import { waitFor } from '../../support/wait.js';
 import { callApi, get, list, str } from './api.js';
 import { rssBytes, spawnServe } from './cli.js';
+import { answeredJobs } from './interleaving.js';
 
 const TOKEN = 'resources-token-0123456789';
 const MiB = 1024 * 1024;
@@ -60,7 +62,7 @@ export async function runMemory(bytesPerJob: number): Promise<MemorySummary> {
       `head -c ${bytesPerJob} /dev/zero`,
       `yes 'a line of output' | head -c ${bytesPerJob}`,
     ];
-    const ids = [];
+    const ids: string[] = [];
     for (const command of commands) {
       ids.push(
         str(
@@ -87,7 +89,20 @@ export async function runMemory(bytesPerJob: number): Promise<MemorySummary> {
     const jobs = await Promise.all(
       ids.map(async (id) => (await api('GET', `/v1/jobs/${id}`)).body),
     );
-    const messages = list((await api('GET', `/v1/sessions/${session}/messages`)).body, 'messages');
+    // A job may read followedUp a moment before its continuation is readable.
+    const messages = await waitFor(
+      async () => {
+        const all = list((await api('GET', `/v1/sessions/${session}/messages`)).body, 'messages');
+        const answered = all.flatMap((m) => {
+          const meta = get(m, 'metadata');
+          return typeof meta === 'object' && meta !== null
+            ? answeredJobs(meta as Record<string, unknown>)
+            : [];
+        });
+        return ids.every((id) => answered.includes(id)) ? all : undefined;
+      },
+      { what: 'the continuations to be readable' },
+    );
     const results = messages
       .map((m) => get(get(m, 'metadata'), 'bgResult'))
       .filter((x): x is string => typeof x === 'string');
