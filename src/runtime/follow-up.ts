@@ -154,6 +154,7 @@ export async function runFollowUp(
       for (const restore of undo) restore();
       throw error;
     });
+  for (const job of members) job.stored(job.row);
   // The followers move now; their own writes find the rows already stored.
   for (const job of members) {
     if (job !== leader) job.settle({ type: 'COALESCED', leaderId: leader.id, followUp: output });

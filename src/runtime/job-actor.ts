@@ -53,8 +53,13 @@ export class JobActor {
   readonly sessionId: string;
   readonly owner: string;
   readonly actor: Actor<JobMachine>;
-  /** The last row written (its version is the fencing token of the next write). */
+  /**
+   * The row as of the newest transition, ahead of the store while its write
+   * is in flight (its version is the fencing token of the next write).
+   */
   row: JobRow;
+  /** The newest row known to be stored: what readers are shown. */
+  durable: JobRow;
   extras: JobExtras;
   /** Set when a commit made this job final before the actor moved there: later events are ignored. */
   finalCommitted = false;
@@ -72,6 +77,7 @@ export class JobActor {
     this.sessionId = row.sessionId;
     this.owner = row.owner;
     this.row = row;
+    this.durable = row;
     this.extras = { output: row.output, process: row.process };
     const inspect = (event: InspectionEvent) => {
       if (event.type === '@xstate.microstep' && event.actorRef === this.actor) {
@@ -198,6 +204,11 @@ export class JobActor {
     }));
   }
 
+  /** Records that a commit made elsewhere (a follow-up's) stored `row` for this job. */
+  stored(row: JobRow): void {
+    if (row.version > this.durable.version) this.durable = row;
+  }
+
   /** Remembers the written state, to be put back if a commit that moved it fails. */
   checkpoint(): () => void {
     const { row, lastWritten, finalCommitted } = this;
@@ -245,6 +256,7 @@ export class JobActor {
     // The row moves on at once: a transition taken before this write commits
     // builds on it (history, version) instead of on the stale stored one.
     this.row = { ...row, version: this.row.version + 1 };
+    const written = this.row;
     const batch: Batch = {
       jobs: [{ row, expectedVersion }],
       messages: extra.messages ?? [],
@@ -269,7 +281,10 @@ export class JobActor {
       ],
     };
     this.lastWrite = this.host.write(this, batch).then(
-      () => runAll(effects),
+      () => {
+        if (written.version > this.durable.version) this.durable = written;
+        runAll(effects);
+      },
       (error: unknown) => {
         // Memory is now ahead of the store; the effects must not run, and a
         // restart resumes from the last durable state.

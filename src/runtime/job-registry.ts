@@ -91,13 +91,14 @@ export class JobRegistry {
   }
 
   view(job: JobActor): JobView {
-    return jobView(job.row, this.requireHost().why(job));
+    return jobView(job.durable, this.requireHost().why(job));
   }
 
   /** The job as the API shows it: live when loaded here, else as stored. */
   viewOf(row: JobRow): JobView {
     const job = this.jobs.get(row.id);
-    return job && job.state === row.state ? this.view(job) : jobView(row);
+    // A loaded job is shown as last stored, never ahead of what a reader could find.
+    return job ? this.view(job) : jobView(row);
   }
 
   async start(owner: string, sessionId: string, id: string, body: StartJobBody): Promise<JobView> {

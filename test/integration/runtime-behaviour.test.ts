@@ -130,4 +130,19 @@ describe('the runtime', () => {
     expect((await reopened.getJob(job.id))?.state).toBe('followedUp');
     await reopened.close();
   });
+
+  it('never shows a job followedUp before its continuation can be read', async () => {
+    t = await startTestBaton();
+    const session = await t.baton.createSession('alice', {});
+    for (let i = 0; i < 20; i++) {
+      const job = await t.baton.startJob('alice', session.id, { external: true });
+      await t.baton.completeJob('alice', job.id, { exitCode: 0 });
+      // Read as often as possible: the first read that says followedUp must find the answer.
+      await waitFor(async () => (await t!.baton.getJob('alice', job.id)).state === 'followedUp', {
+        intervalMs: 0,
+      });
+      const messages = await t.baton.listMessages('alice', session.id);
+      expect(messages.some((m) => m.metadata['bgJobId'] === job.id)).toBe(true);
+    }
+  });
 });
