@@ -1,0 +1,294 @@
+/**
+ * The SQL of the embedded store: rows as SQLite holds them, the prepared
+ * statements, and the mapping between rows and the Store's types.
+ */
+import Database from 'better-sqlite3';
+import { FINAL_JOB_STATES, StoreWriteError } from './store.js';
+import type {
+  JobHistoryEntry,
+  JobProcessInfo,
+  JobRow,
+  JobWrite,
+  MessageRole,
+  MessageRow,
+  SessionRow,
+  StoredEvent,
+} from './store.js';
+
+export interface SessionRecord {
+  id: string;
+  owner: string;
+  title: string;
+  system_prompt: string | null;
+  created_at: string;
+}
+
+export interface MessageRecord {
+  id: string;
+  session_id: string;
+  owner: string;
+  role: string;
+  content: string;
+  metadata: string;
+  created_at: string;
+  answers_jobs: string;
+}
+
+export interface JobRecord {
+  id: string;
+  session_id: string;
+  owner: string;
+  command: string | null;
+  cwd: string | null;
+  timeout_s: number | null;
+  external: number;
+  name: string | null;
+  state: string;
+  outcome: string | null;
+  exit_code: number | null;
+  attempts: number;
+  output: string;
+  created_at: string;
+  finished_at: string | null;
+  followed_up_at: string | null;
+  history: string;
+  why: string;
+  snapshot: string;
+  process: string | null;
+  version: number;
+}
+
+export interface EventRecord {
+  owner: string;
+  seq: number;
+  at: string;
+  type: string;
+  session_id: string | null;
+  job_id: string | null;
+  turn_id: string | null;
+  data: string;
+}
+
+export type JobParams = Omit<JobRecord, 'version'>;
+
+/**
+ * Codes meaning the database cannot take the write at all (disk full, I/O
+ * failure, read-only file, lock held past the busy timeout, damaged file), as
+ * opposed to a bug in what was written. Extended codes such as
+ * `SQLITE_IOERR_FSYNC` count too.
+ */
+export const UNAVAILABLE_CODE =
+  /^SQLITE_(FULL|IOERR|READONLY|BUSY|LOCKED|CANTOPEN|CORRUPT|NOTADB|NOMEM|PERM)(_|$)/;
+
+export const JOB_COLUMNS = `id, session_id, owner, command, cwd, timeout_s, external, name, state, outcome,
+  exit_code, attempts, output, created_at, finished_at, followed_up_at, history, why, snapshot,
+  process, version`;
+
+export const EVENT_COLUMNS = 'owner, seq, at, type, session_id, job_id, turn_id, data';
+
+export const FINAL_STATES_JSON = JSON.stringify(FINAL_JOB_STATES);
+
+export function prepareStatements(db: Database.Database) {
+  return {
+    insertSession: db.prepare<[string, string, string, string | null, string]>(
+      `INSERT INTO sessions (id, owner, title, system_prompt, created_at) VALUES (?, ?, ?, ?, ?)`,
+    ),
+    // The first deletion time wins: deleting twice must not move it.
+    sessionEpoch: db
+      .prepare<[string], number>('SELECT owner_epoch FROM sessions WHERE id = ?')
+      .pluck(),
+    deleteSession: db.prepare<[string, string]>(
+      `UPDATE sessions SET deleted_at = ? WHERE id = ? AND deleted_at IS NULL`,
+    ),
+    getSession: db.prepare<[string], SessionRecord>(
+      `SELECT id, owner, title, system_prompt, created_at FROM sessions
+       WHERE id = ? AND deleted_at IS NULL`,
+    ),
+    listSessions: db.prepare<[string], SessionRecord>(
+      `SELECT id, owner, title, system_prompt, created_at FROM sessions
+       WHERE owner = ? AND deleted_at IS NULL ORDER BY created_at, id`,
+    ),
+    insertMessage: db.prepare<[string, string, string, string, string, string, string]>(
+      `INSERT INTO messages (id, session_id, owner, role, content, metadata, created_at)
+       VALUES (?, ?, ?, ?, ?, ?, ?)`,
+    ),
+    insertFollowUp: db.prepare<[string, string, number]>(
+      `INSERT INTO follow_ups (job_id, message_id, position) VALUES (?, ?, ?)`,
+    ),
+    listMessages: db.prepare<[string], MessageRecord>(
+      `SELECT m.id, m.session_id, m.owner, m.role, m.content, m.metadata, m.created_at,
+         (SELECT json_group_array(f.job_id ORDER BY f.position) FROM follow_ups f
+          WHERE f.message_id = m.id) AS answers_jobs
+       FROM messages m WHERE m.session_id = ? ORDER BY m.ordinal`,
+    ),
+    insertJob: db.prepare<JobParams>(
+      `INSERT INTO jobs (${JOB_COLUMNS}) VALUES (@id, @session_id, @owner, @command, @cwd,
+         @timeout_s, @external, @name, @state, @outcome, @exit_code, @attempts, @output,
+         @created_at, @finished_at, @followed_up_at, @history, @why, @snapshot, @process, 1)`,
+    ),
+    updateJob: db.prepare<JobParams & { expected: number }>(
+      `UPDATE jobs SET session_id = @session_id, owner = @owner, command = @command, cwd = @cwd,
+         timeout_s = @timeout_s, external = @external, name = @name, state = @state,
+         outcome = @outcome, exit_code = @exit_code, attempts = @attempts, output = @output,
+         created_at = @created_at, finished_at = @finished_at, followed_up_at = @followed_up_at,
+         history = @history, why = @why, snapshot = @snapshot, process = @process,
+         version = version + 1
+       WHERE id = @id AND version = @expected`,
+    ),
+    getJob: db.prepare<[string], JobRecord>(`SELECT ${JOB_COLUMNS} FROM jobs WHERE id = ?`),
+    // Each filter is optional: a NULL parameter switches its condition off.
+    listJobs: db.prepare<
+      { owner: string | null; session_id: string | null; state: string | null; unfinished: number },
+      JobRecord
+    >(
+      `SELECT ${JOB_COLUMNS} FROM jobs
+       WHERE (@owner IS NULL OR owner = @owner)
+         AND (@session_id IS NULL OR session_id = @session_id)
+         AND (@state IS NULL OR state = @state)
+         AND (@unfinished = 0 OR state NOT IN (SELECT value FROM json_each('${FINAL_STATES_JSON}')))
+       ORDER BY created_at, id`,
+    ),
+    nextSeq: db
+      .prepare<[string], number>(
+        `INSERT INTO owner_seq (owner, last_seq) VALUES (?, 1)
+       ON CONFLICT (owner) DO UPDATE SET last_seq = last_seq + 1
+       RETURNING last_seq`,
+      )
+      .pluck(),
+    insertEvent: db.prepare<
+      [string, number, string, string, string | null, string | null, string | null, string]
+    >(`INSERT INTO events (${EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`),
+    readEvents: db.prepare<[string, number, number], EventRecord>(
+      `SELECT ${EVENT_COLUMNS} FROM events
+       WHERE owner = ? AND seq > ? ORDER BY seq LIMIT ?`,
+    ),
+    readSessionEvents: db.prepare<[string, string, number, number], EventRecord>(
+      `SELECT ${EVENT_COLUMNS} FROM events
+       WHERE owner = ? AND session_id = ? AND seq > ? ORDER BY seq LIMIT ?`,
+    ),
+    lastSeq: db.prepare<[string], number>(`SELECT last_seq FROM owner_seq WHERE owner = ?`).pluck(),
+  };
+}
+
+export type Statements = ReturnType<typeof prepareStatements>;
+
+export function isSqliteError(err: unknown): err is InstanceType<typeof Database.SqliteError> {
+  return err instanceof Database.SqliteError;
+}
+
+export function isUniqueViolation(err: unknown): boolean {
+  return (
+    isSqliteError(err) &&
+    (err.code === 'SQLITE_CONSTRAINT_PRIMARYKEY' || err.code === 'SQLITE_CONSTRAINT_UNIQUE')
+  );
+}
+
+/** Turns "the database cannot write" failures into {@link StoreWriteError}; leaves the rest. */
+export function toStoreError(err: unknown): unknown {
+  if (isSqliteError(err) && UNAVAILABLE_CODE.test(err.code)) {
+    return new StoreWriteError(`SQLite store cannot write: ${err.message}`, { cause: err });
+  }
+  return err;
+}
+
+export const LONE_SURROGATE =
+  /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g;
+
+/**
+ * Text as UTF-8 can hold it: a lone surrogate (JSON may carry one as an
+ * escape) becomes U+FFFD. Bound as is, better-sqlite3 would write it as
+ * invalid UTF-8 bytes, read back as three replacement characters.
+ */
+export function utf8<T extends string | null>(text: T): T {
+  return (text === null ? null : text.replace(LONE_SURROGATE, '\ufffd')) as T;
+}
+
+export function jobParams(row: JobWrite['row']): JobParams {
+  return {
+    id: row.id,
+    session_id: row.sessionId,
+    owner: row.owner,
+    command: utf8(row.command),
+    cwd: utf8(row.cwd),
+    timeout_s: row.timeoutS,
+    external: row.external ? 1 : 0,
+    name: utf8(row.name),
+    state: row.state,
+    outcome: row.outcome,
+    exit_code: row.exitCode,
+    attempts: row.attempts,
+    output: utf8(row.output),
+    created_at: row.createdAt,
+    finished_at: row.finishedAt,
+    followed_up_at: row.followedUpAt,
+    history: JSON.stringify(row.history),
+    why: utf8(row.why),
+    // JSON has no `undefined`; a missing snapshot is stored as null.
+    snapshot: JSON.stringify(row.snapshot ?? null),
+    process: row.process === null ? null : JSON.stringify(row.process),
+  };
+}
+
+export function toSession(r: SessionRecord): SessionRow {
+  return {
+    id: r.id,
+    owner: r.owner,
+    title: r.title,
+    systemPrompt: r.system_prompt,
+    createdAt: r.created_at,
+  };
+}
+
+export function toMessage(r: MessageRecord): MessageRow {
+  const message: MessageRow = {
+    id: r.id,
+    sessionId: r.session_id,
+    owner: r.owner,
+    role: r.role as MessageRole,
+    content: r.content,
+    metadata: JSON.parse(r.metadata) as Record<string, unknown>,
+    createdAt: r.created_at,
+  };
+  const answersJobs = JSON.parse(r.answers_jobs) as string[];
+  if (answersJobs.length > 0) message.answersJobs = answersJobs;
+  return message;
+}
+
+export function toJob(r: JobRecord): JobRow {
+  return {
+    id: r.id,
+    sessionId: r.session_id,
+    owner: r.owner,
+    command: r.command,
+    cwd: r.cwd,
+    timeoutS: r.timeout_s,
+    external: r.external !== 0,
+    name: r.name,
+    state: r.state,
+    outcome: r.outcome,
+    exitCode: r.exit_code,
+    attempts: r.attempts,
+    output: r.output,
+    createdAt: r.created_at,
+    finishedAt: r.finished_at,
+    followedUpAt: r.followed_up_at,
+    history: JSON.parse(r.history) as JobHistoryEntry[],
+    why: r.why,
+    snapshot: JSON.parse(r.snapshot) as unknown,
+    process: r.process === null ? null : (JSON.parse(r.process) as JobProcessInfo),
+    version: r.version,
+  };
+}
+
+export function toEvent(r: EventRecord): StoredEvent {
+  return {
+    owner: r.owner,
+    seq: r.seq,
+    at: r.at,
+    type: r.type,
+    sessionId: r.session_id,
+    jobId: r.job_id,
+    turnId: r.turn_id,
+    data: JSON.parse(r.data) as Record<string, unknown>,
+  };
+}
