@@ -7,12 +7,7 @@
  * failure becomes an {@link AgentError} for the job machine to back off on.
  */
 
-import OpenAI, {
-  APIConnectionError,
-  APIConnectionTimeoutError,
-  APIError,
-  APIUserAbortError,
-} from 'openai';
+import OpenAI from 'openai';
 import type {
   ChatCompletionMessageParam,
   ChatCompletionTool,
@@ -26,7 +21,8 @@ import type {
   AgentTools,
   ToolEvent,
 } from './agent.js';
-import { clip, describe, retryAfterFromHeaders } from './sse.js';
+import { toAgentError } from './openai-errors.js';
+import { clip, describe } from './sse.js';
 
 /** The hard cap on model rounds in one run (SPEC §4). */
 export const MAX_ROUNDS = 12;
@@ -454,69 +450,4 @@ function finish(content: string, toolEvents: ToolEvent[], model: string): AgentR
   return { content, toolEvents, model };
 }
 
-/** Maps whatever a run threw to the AgentError the job machine understands. */
-export function toAgentError(error: unknown, signal: AbortSignal): AgentError {
-  if (signal.aborted || error instanceof APIUserAbortError) {
-    return error instanceof AgentError && error.code === 'agent_aborted'
-      ? error
-      : new AgentError('agent_aborted', 'the agent run was aborted', null, { cause: error });
-  }
-  if (error instanceof AgentError) return error;
-  if (error instanceof APIConnectionTimeoutError) {
-    return new AgentError('agent_stream', `the model server timed out: ${describe(error)}`, null, {
-      cause: error,
-    });
-  }
-  if (error instanceof APIConnectionError) {
-    return new AgentError(
-      'agent_stream',
-      `connection to the model server failed: ${describe(error)}`,
-      null,
-      {
-        cause: error,
-      },
-    );
-  }
-  if (error instanceof APIError) {
-    if (error.status === 429) {
-      return new AgentError(
-        'agent_rate_limited',
-        `the model server is rate limiting (HTTP 429): ${clip(error.message)}`,
-        retryAfterFromHeaders(error.headers),
-        { cause: error },
-      );
-    }
-    if (typeof error.status === 'number') {
-      return new AgentError(
-        'agent_http',
-        `the model server answered HTTP ${error.status}: ${clip(error.message)}`,
-        null,
-        {
-          cause: error,
-        },
-      );
-    }
-    // No status: the SDK found an `error` object inside the stream.
-    return new AgentError(
-      'agent_error_frame',
-      `the model stream carried an error: ${clip(error.message)}`,
-      null,
-      {
-        cause: error,
-      },
-    );
-  }
-  if (error instanceof SyntaxError) {
-    return new AgentError(
-      'agent_stream',
-      `malformed data in the model stream: ${clip(error.message)}`,
-      null,
-      {
-        cause: error,
-      },
-    );
-  }
-  return new AgentError('agent_stream', `the model stream failed: ${describe(error)}`, null, {
-    cause: error,
-  });
-}
+export { toAgentError } from './openai-errors.js';
