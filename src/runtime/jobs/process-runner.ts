@@ -12,10 +12,8 @@
  * the runner writes a `timedout` or `cancelled` marker before it kills.
  */
 import { spawn } from 'node:child_process';
-import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { watch } from 'node:fs';
-import type { FSWatcher } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { DEFAULT_HEAD_BYTES, DEFAULT_TAIL_BYTES, readCappedFile } from './output-cap.js';
 import type { CapOptions } from './output-cap.js';
@@ -36,103 +34,23 @@ import {
 } from './wrapper.js';
 import type { KillReason } from './wrapper.js';
 
-/** How a job's process ended. */
-export type ProcessOutcome = 'succeeded' | 'failed' | 'timedOut' | 'lost' | 'cancelled';
+import { decideOutcome } from './process-types.js';
+import { newWatch, type Watch } from './process-watch.js';
+import type {
+  ExitListener,
+  ProcessExit,
+  ProcessHandle,
+  ProcessRunnerOptions,
+  ProcessSpec,
+} from './process-types.js';
 
-/** What to run. */
-export interface ProcessSpec {
-  jobId: string;
-  /** Shell command, run by `sh` exactly as given. */
-  command: string;
-  /** Working directory of the command. */
-  cwd: string;
-  /** Deadline in seconds after `startedAt`; 0, negative or infinite means none. */
-  timeoutS: number;
-  /** The job's own directory (wrapper, log, exit file); created by the runner. */
-  dir: string;
-  /** Epoch ms the deadline counts from, for `adopt`; defaults to the handle's `startedAt`. */
-  startedAt?: number;
-}
-
-/** What the runtime stores to find a running job again after a restart. */
-export interface ProcessHandle {
-  /** Pid of the wrapper, which is also the id of the job's process group. */
-  pid: number;
-  /** Proves identity: `<boot id>:<start ticks>` from `/proc/<pid>/stat` field 22. */
-  startTime: string;
-  /** Absolute job directory. */
-  dir: string;
-  /** Epoch ms the job started. */
-  startedAt: number;
-}
-
-/** How a job ended. */
-export interface ProcessExit {
-  outcome: ProcessOutcome;
-  /** The command's exit status (128+n for signal n) as the wrapper recorded it; null when none was. */
-  exitCode: number | null;
-  /** Head and tail of the output (see `readOutput`). */
-  output: string;
-  truncated: boolean;
-  /** Epoch ms. For a job that ended while the service was down, the time the exit file was written. */
-  finishedAt: number;
-  durationMs: number;
-  timeoutS: number;
-}
-
-/** Called once per watched job when it ends. Exceptions are logged, not thrown. */
-export type ExitListener = (jobId: string, exit: ProcessExit) => void;
-
-/** Options of {@link ProcessRunner}. */
-export interface ProcessRunnerOptions {
-  onExit: ExitListener;
-  /** @defaultValue Date.now */
-  now?: () => number;
-  /** @defaultValue 2000 */
-  outputHeadBytes?: number;
-  /** @defaultValue 6000 */
-  outputTailBytes?: number;
-  /** Time between SIGTERM and SIGKILL. @defaultValue 5000 */
-  killGraceMs?: number;
-  /** Period of the safety sweep over adopted processes. @defaultValue 2000 */
-  sweepIntervalMs?: number;
-  logger?: { warn(obj: object, msg?: string): void };
-}
+// The runner's public shapes live beside it; importers keep using this module.
+export * from './process-types.js';
 
 // setTimeout fires at once for delays past 2^31-1 ms, so long deadlines are re-armed.
 const MAX_TIMER_MS = 2 ** 31 - 1;
 const KILL_CHECK_FIRST_MS = 10;
 const KILL_CHECK_MAX_MS = 250;
-
-interface Watch {
-  readonly jobId: string;
-  readonly dir: string;
-  readonly pid: number;
-  readonly startTime: string;
-  readonly startedAt: number;
-  readonly timeoutS: number;
-  /** Set for a process this runner started; null for an adopted one. */
-  child: ChildProcess | null;
-  onChildExit: (() => void) | null;
-  watcher: FSWatcher | null;
-  sweep: NodeJS.Timeout | null;
-  deadline: NodeJS.Timeout | null;
-  grace: NodeJS.Timeout | null;
-  /** Re-checks the group during the grace, so an emptied group ends the kill early. */
-  killCheck: NodeJS.Timeout | null;
-  killReason: KillReason | null;
-  done: boolean;
-  /** Resolves after onExit has been called, or when the runner stops watching. */
-  settled: Promise<void>;
-  settle: () => void;
-}
-
-/** The outcome from what was recorded. A marker wins: it was written before the kill. */
-export function decideOutcome(exitCode: number | null, marker: KillReason | null): ProcessOutcome {
-  if (marker !== null) return marker;
-  if (exitCode === null) return 'lost';
-  return exitCode === 0 ? 'succeeded' : 'failed';
-}
 
 /** Detached process runner; see the module comment. */
 export class ProcessRunner {
@@ -574,22 +492,4 @@ export class ProcessRunner {
     }, this.killGraceMs);
     this.reapers.set(timer, { pid, startTime });
   }
-}
-
-type WatchBase = Pick<Watch, 'jobId' | 'dir' | 'pid' | 'startTime' | 'startedAt' | 'timeoutS'>;
-
-function newWatch(base: WatchBase): Watch {
-  let settle = (): void => {};
-  const settled = new Promise<void>((res) => (settle = res));
-  const idle = { child: null, onChildExit: null, watcher: null, sweep: null, deadline: null };
-  return {
-    ...base,
-    ...idle,
-    grace: null,
-    killCheck: null,
-    killReason: null,
-    done: false,
-    settled,
-    settle,
-  };
 }
