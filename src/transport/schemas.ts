@@ -6,6 +6,7 @@
 
 import { z } from 'zod';
 import { TransportError } from './errors.js';
+import { JOB_STATES } from '../machines/job.machine.js';
 
 /** `command` of a job, in characters. */
 export const MAX_COMMAND_CHARS = 16 * 1024;
@@ -17,17 +18,7 @@ export const MAX_TIMEOUT_S = 7 * 24 * 3600;
 export const MAX_OUTPUT_CHARS = 512 * 1024;
 
 /** The top-level states of the job machine (SPEC §2), for `GET /v1/jobs?state=`. */
-export const JOB_STATES = [
-  'running',
-  'completed',
-  'awaitingIdleSession',
-  'continuing',
-  'retrying',
-  'followedUp',
-  'failed',
-  'cancelled',
-  'skipped',
-] as const;
+export { JOB_STATES };
 
 const noNul = (s: string) => !s.includes('\u0000');
 const notBlank = (s: string) => s.trim().length > 0;
