@@ -61,6 +61,8 @@ export class JobActor {
   /** The newest row known to be stored: what readers are shown. */
   durable: JobRow;
   extras: JobExtras;
+  /** Set when a write failed: memory is ahead of the store until the job is rebuilt from it. */
+  broken = false;
   /** Set when a commit made this job final before the actor moved there: later events are ignored. */
   finalCommitted = false;
   private pending: (() => void)[] = [];
@@ -288,6 +290,7 @@ export class JobActor {
       (error: unknown) => {
         // Memory is now ahead of the store; the effects must not run, and a
         // restart resumes from the last durable state.
+        this.broken = true;
         this.host.onError(this, error);
         throw error;
       },

@@ -158,6 +158,18 @@ export class JobRegistry {
     return this.view(job);
   }
 
+  /** A job whose write failed answers nothing until it is rebuilt from the store. */
+  private usable(id: string): JobActor | undefined {
+    const job = this.jobs.get(id);
+    if (job?.broken) {
+      throw new BatonError(
+        'store_unavailable',
+        `job ${id} could not be stored; it is being rebuilt from the store, try again`,
+      );
+    }
+    return job;
+  }
+
   async complete(row: JobRow, body: CompleteJobBody): Promise<JobView> {
     if (!row.external)
       throw new BatonError('job_not_external', `job ${row.id} runs a process here`);
@@ -173,7 +185,7 @@ export class JobRegistry {
   }
 
   async cancel(row: JobRow): Promise<JobView> {
-    const job = this.jobs.get(row.id);
+    const job = this.usable(row.id);
     if (!job || FINAL_JOB_STATES.includes(job.state)) {
       throw new BatonError('job_finished', `job ${row.id} is ${row.state}; nothing to cancel`);
     }
@@ -190,7 +202,7 @@ export class JobRegistry {
         `job ${row.id} is ${row.state}; only a failed job can be retried`,
       );
     }
-    const job = this.jobs.get(row.id) ?? (await this.rehydrate(row));
+    const job = this.usable(row.id) ?? (await this.rehydrate(row));
     // A failed job leaves memory once its state is written; it is back in play now.
     this.register(job);
     job.send({ type: 'RETRY' });

@@ -37,10 +37,20 @@ describe('store write failures', () => {
     await expect(t.baton.createSession('alice', {})).rejects.toBeInstanceOf(StoreWriteError);
     expect(await t.store.readEvents('alice', 0, 1000)).toEqual(before);
 
-    // Rebuilt from the store: the job is running again, as stored.
-    await waitFor(async () => (await t!.baton.getJob('alice', job.id)).state === 'running');
+    // Readers see the job as stored; calls on it answer store_unavailable until it is rebuilt.
+    expect((await t.baton.getJob('alice', job.id)).state).toBe('running');
     store!.failing = false;
-    await t.baton.completeJob('alice', job.id, { exitCode: 0 });
+    await waitFor(
+      () =>
+        t!.baton.completeJob('alice', job.id, { exitCode: 0 }).then(
+          () => true,
+          (error: { code?: string }) => {
+            if (error.code !== 'store_unavailable') throw error;
+            return false;
+          },
+        ),
+      { what: 'the job rebuilt from the store' },
+    );
     await waitFor(async () => (await t!.baton.getJob('alice', job.id)).state === 'followedUp');
     const answers = (await t.baton.listMessages('alice', session.id)).filter(
       (m) => m.metadata['bgJobId'] === job.id,
