@@ -6,76 +6,12 @@
 import pg from 'pg';
 import type { CustomTypesConfig, QueryConfig } from 'pg';
 import { FINAL_JOB_STATES, StoreWriteError } from './store.js';
-import type {
-  JobFilter,
-  JobHistoryEntry,
-  JobProcessInfo,
-  JobRow,
-  JobWrite,
-  MessageRole,
-  MessageRow,
-  SessionRow,
-  StoredEvent,
-} from './store.js';
+import type { JobFilter, JobWrite } from './store.js';
+import type { EventRecord } from './rows.js';
 
-/** A row of `sessions` as selected. */
-export interface SessionRecord {
-  id: string;
-  owner: string;
-  title: string;
-  system_prompt: string | null;
-  created_at: string;
-}
-
-/** A row of `messages` with the ids of the jobs it answers, in order. */
-export interface MessageRecord {
-  id: string;
-  session_id: string;
-  owner: string;
-  role: string;
-  content: string;
-  /** JSON text: the pool's type parsers leave `json` columns unparsed. */
-  metadata: string;
-  created_at: string;
-  answers_jobs: string[];
-}
-
-/** A row of `jobs`; the `json` columns arrive as text. */
-export interface JobRecord {
-  id: string;
-  session_id: string;
-  owner: string;
-  command: string | null;
-  cwd: string | null;
-  timeout_s: number | null;
-  external: boolean;
-  name: string | null;
-  state: string;
-  outcome: string | null;
-  exit_code: number | null;
-  attempts: number;
-  output: string;
-  created_at: string;
-  finished_at: string | null;
-  followed_up_at: string | null;
-  history: string;
-  why: string;
-  snapshot: string;
-  process: string | null;
-  version: number;
-}
-
-/** A row of `events`; `seq` is a bigint, which the pool parses to a number. */
-export interface EventRecord {
-  owner: string;
-  seq: number;
-  at: string;
-  type: string;
-  session_id: string | null;
-  job_id: string | null;
-  turn_id: string | null;
-  data: string;
-}
+// Rows and their mapping are shared with the SQLite store.
+export { toEvent, toJob, toMessage, toSession } from './rows.js';
+export type { EventRecord, JobRecord, MessageRecord, SessionRecord } from './rows.js';
 
 const INT8_OID = 20;
 const JSON_OID = 114;
@@ -226,69 +162,6 @@ export function eventColumns(records: EventRecord[]): unknown[] {
     records.map((r) => r.turn_id),
     records.map((r) => r.data),
   ];
-}
-
-export function toSession(r: SessionRecord): SessionRow {
-  return {
-    id: r.id,
-    owner: r.owner,
-    title: r.title,
-    systemPrompt: r.system_prompt,
-    createdAt: r.created_at,
-  };
-}
-
-export function toMessage(r: MessageRecord): MessageRow {
-  const message: MessageRow = {
-    id: r.id,
-    sessionId: r.session_id,
-    owner: r.owner,
-    role: r.role as MessageRole,
-    content: r.content,
-    metadata: JSON.parse(r.metadata) as Record<string, unknown>,
-    createdAt: r.created_at,
-  };
-  if (r.answers_jobs.length > 0) message.answersJobs = r.answers_jobs;
-  return message;
-}
-
-export function toJob(r: JobRecord): JobRow {
-  return {
-    id: r.id,
-    sessionId: r.session_id,
-    owner: r.owner,
-    command: r.command,
-    cwd: r.cwd,
-    timeoutS: r.timeout_s,
-    external: r.external,
-    name: r.name,
-    state: r.state,
-    outcome: r.outcome,
-    exitCode: r.exit_code,
-    attempts: r.attempts,
-    output: r.output,
-    createdAt: r.created_at,
-    finishedAt: r.finished_at,
-    followedUpAt: r.followed_up_at,
-    history: JSON.parse(r.history) as JobHistoryEntry[],
-    why: r.why,
-    snapshot: JSON.parse(r.snapshot) as unknown,
-    process: r.process === null ? null : (JSON.parse(r.process) as JobProcessInfo),
-    version: r.version,
-  };
-}
-
-export function toEvent(r: EventRecord): StoredEvent {
-  return {
-    owner: r.owner,
-    seq: r.seq,
-    at: r.at,
-    type: r.type,
-    sessionId: r.session_id,
-    jobId: r.job_id,
-    turnId: r.turn_id,
-    data: JSON.parse(r.data) as Record<string, unknown>,
-  };
 }
 
 /**

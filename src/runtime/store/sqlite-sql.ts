@@ -4,69 +4,25 @@
  */
 import Database from 'better-sqlite3';
 import { FINAL_JOB_STATES, StoreWriteError } from './store.js';
-import type {
-  JobHistoryEntry,
-  JobProcessInfo,
-  JobRow,
-  JobWrite,
-  MessageRole,
-  MessageRow,
-  SessionRow,
-  StoredEvent,
-} from './store.js';
+import type { JobRow, JobWrite, MessageRow } from './store.js';
+import * as rows from './rows.js';
+import type { EventRecord, SessionRecord } from './rows.js';
 
-export interface SessionRecord {
-  id: string;
-  owner: string;
-  title: string;
-  system_prompt: string | null;
-  created_at: string;
+export { toEvent, toSession } from './rows.js';
+export type { EventRecord, SessionRecord } from './rows.js';
+
+/** A job row as SQLite holds it: booleans are integers. */
+export type JobRecord = Omit<rows.JobRecord, 'external'> & { external: number };
+
+/** A message row as SQLite selects it: the answered job ids as JSON text. */
+export type MessageRecord = Omit<rows.MessageRecord, 'answers_jobs'> & { answers_jobs: string };
+
+export function toJob(r: JobRecord): JobRow {
+  return rows.toJob({ ...r, external: r.external !== 0 });
 }
 
-export interface MessageRecord {
-  id: string;
-  session_id: string;
-  owner: string;
-  role: string;
-  content: string;
-  metadata: string;
-  created_at: string;
-  answers_jobs: string;
-}
-
-export interface JobRecord {
-  id: string;
-  session_id: string;
-  owner: string;
-  command: string | null;
-  cwd: string | null;
-  timeout_s: number | null;
-  external: number;
-  name: string | null;
-  state: string;
-  outcome: string | null;
-  exit_code: number | null;
-  attempts: number;
-  output: string;
-  created_at: string;
-  finished_at: string | null;
-  followed_up_at: string | null;
-  history: string;
-  why: string;
-  snapshot: string;
-  process: string | null;
-  version: number;
-}
-
-export interface EventRecord {
-  owner: string;
-  seq: number;
-  at: string;
-  type: string;
-  session_id: string | null;
-  job_id: string | null;
-  turn_id: string | null;
-  data: string;
+export function toMessage(r: MessageRecord): MessageRow {
+  return rows.toMessage({ ...r, answers_jobs: JSON.parse(r.answers_jobs) as string[] });
 }
 
 export type JobParams = Omit<JobRecord, 'version'>;
@@ -226,69 +182,5 @@ export function jobParams(row: JobWrite['row']): JobParams {
     // JSON has no `undefined`; a missing snapshot is stored as null.
     snapshot: JSON.stringify(row.snapshot ?? null),
     process: row.process === null ? null : JSON.stringify(row.process),
-  };
-}
-
-export function toSession(r: SessionRecord): SessionRow {
-  return {
-    id: r.id,
-    owner: r.owner,
-    title: r.title,
-    systemPrompt: r.system_prompt,
-    createdAt: r.created_at,
-  };
-}
-
-export function toMessage(r: MessageRecord): MessageRow {
-  const message: MessageRow = {
-    id: r.id,
-    sessionId: r.session_id,
-    owner: r.owner,
-    role: r.role as MessageRole,
-    content: r.content,
-    metadata: JSON.parse(r.metadata) as Record<string, unknown>,
-    createdAt: r.created_at,
-  };
-  const answersJobs = JSON.parse(r.answers_jobs) as string[];
-  if (answersJobs.length > 0) message.answersJobs = answersJobs;
-  return message;
-}
-
-export function toJob(r: JobRecord): JobRow {
-  return {
-    id: r.id,
-    sessionId: r.session_id,
-    owner: r.owner,
-    command: r.command,
-    cwd: r.cwd,
-    timeoutS: r.timeout_s,
-    external: r.external !== 0,
-    name: r.name,
-    state: r.state,
-    outcome: r.outcome,
-    exitCode: r.exit_code,
-    attempts: r.attempts,
-    output: r.output,
-    createdAt: r.created_at,
-    finishedAt: r.finished_at,
-    followedUpAt: r.followed_up_at,
-    history: JSON.parse(r.history) as JobHistoryEntry[],
-    why: r.why,
-    snapshot: JSON.parse(r.snapshot) as unknown,
-    process: r.process === null ? null : (JSON.parse(r.process) as JobProcessInfo),
-    version: r.version,
-  };
-}
-
-export function toEvent(r: EventRecord): StoredEvent {
-  return {
-    owner: r.owner,
-    seq: r.seq,
-    at: r.at,
-    type: r.type,
-    sessionId: r.session_id,
-    jobId: r.job_id,
-    turnId: r.turn_id,
-    data: JSON.parse(r.data) as Record<string, unknown>,
   };
 }
