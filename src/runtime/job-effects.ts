@@ -19,7 +19,9 @@ export interface JobEffectsDeps {
 /**
  * The job machine's effects, supplied with `.provide()`. Each action only
  * queues its effect on the job; the effect runs once the transition that
- * asked for it is stored (see {@link JobActor}).
+ * asked for it is stored (see {@link JobActor}), except asking for and giving
+ * back the session lock: the lock lives in memory, and what it leads to is
+ * written after the transition in the session's write queue.
  */
 export class JobEffects {
   private readonly retryTimers = new Map<string, unknown>();
@@ -30,15 +32,19 @@ export class JobEffects {
       const job = deps.job(jobId);
       job?.enqueue(() => effect(job));
     };
+    const now = (jobId: string, effect: (job: JobActor) => void) => {
+      const job = deps.job(jobId);
+      job?.enqueueNow(() => effect(job));
+    };
     this.machine = createJobMachine({ now: () => deps.clock.now(), random: deps.random }).provide({
       actions: {
         startProcess: ({ context }) => later(context.jobId, (j) => void deps.processes.start(j)),
         killProcess: ({ context }) => later(context.jobId, (j) => deps.processes.cancel(j)),
-        requestLock: ({ context }) => later(context.jobId, (j) => this.requestLock(j)),
+        requestLock: ({ context }) => now(context.jobId, (j) => this.requestLock(j)),
         withdrawLock: ({ context }) =>
           later(context.jobId, (j) => deps.locks.release(j.sessionId, j.id, 'aborted')),
         releaseLock: ({ context }) =>
-          later(context.jobId, (j) => deps.locks.release(j.sessionId, j.id, 'done')),
+          now(context.jobId, (j) => deps.locks.release(j.sessionId, j.id, 'done')),
         scheduleRetry: ({ context }) => later(context.jobId, (j) => this.scheduleRetry(j)),
         clearRetry: ({ context }) => later(context.jobId, (j) => this.clearRetry(j.id)),
       },

@@ -116,6 +116,22 @@ export const SQLITE_MIGRATIONS: readonly SqliteMigration[] = [
       db.exec('ALTER TABLE sessions ADD COLUMN owner_epoch INTEGER NOT NULL DEFAULT 0');
     },
   },
+  {
+    version: 3,
+    // A job changes state four or five times on its way to a follow-up; with
+    // the state in all three indexes each change moved three index entries.
+    // Now only jobs_by_state holds it: listing a session's or an owner's jobs
+    // by state filters their (few) rows instead.
+    name: 'job indexes without state',
+    up(db) {
+      db.exec(`
+        DROP INDEX jobs_by_session;
+        DROP INDEX jobs_by_owner;
+        CREATE INDEX jobs_by_session ON jobs (session_id, created_at, id);
+        CREATE INDEX jobs_by_owner ON jobs (owner, created_at, id);
+      `);
+    },
+  },
 ];
 
 /**

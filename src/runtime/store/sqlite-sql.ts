@@ -27,6 +27,23 @@ export function toMessage(r: MessageRecord): MessageRow {
 
 export type JobParams = Omit<JobRecord, 'version'>;
 
+/** The changing columns of a job, then its id and the version the write expects. */
+export type JobUpdateParams = [
+  state: string,
+  outcome: string | null,
+  exitCode: number | null,
+  attempts: number,
+  output: string,
+  finishedAt: string | null,
+  followedUpAt: string | null,
+  history: string,
+  why: string,
+  snapshot: string,
+  process: string | null,
+  id: string,
+  expected: number,
+];
+
 /**
  * Codes meaning the database cannot take the write at all (disk full, I/O
  * failure, read-only file, lock held past the busy timeout, damaged file), as
@@ -82,14 +99,13 @@ export function prepareStatements(db: Database.Database) {
          @timeout_s, @external, @name, @state, @outcome, @exit_code, @attempts, @output,
          @created_at, @finished_at, @followed_up_at, @history, @why, @snapshot, @process, 1)`,
     ),
-    updateJob: db.prepare<JobParams & { expected: number }>(
-      `UPDATE jobs SET session_id = @session_id, owner = @owner, command = @command, cwd = @cwd,
-         timeout_s = @timeout_s, external = @external, name = @name, state = @state,
-         outcome = @outcome, exit_code = @exit_code, attempts = @attempts, output = @output,
-         created_at = @created_at, finished_at = @finished_at, followed_up_at = @followed_up_at,
-         history = @history, why = @why, snapshot = @snapshot, process = @process,
+    // Only what changes after a job is created: leaving the indexed identity
+    // columns out of SET spares SQLite from touching their indexes.
+    updateJob: db.prepare<JobUpdateParams>(
+      `UPDATE jobs SET state = ?, outcome = ?, exit_code = ?, attempts = ?, output = ?,
+         finished_at = ?, followed_up_at = ?, history = ?, why = ?, snapshot = ?, process = ?,
          version = version + 1
-       WHERE id = @id AND version = @expected`,
+       WHERE id = ? AND version = ?`,
     ),
     getJob: db.prepare<[string], JobRecord>(`SELECT ${JOB_COLUMNS} FROM jobs WHERE id = ?`),
     // Each filter is optional: a NULL parameter switches its condition off.
@@ -104,10 +120,11 @@ export function prepareStatements(db: Database.Database) {
          AND (@unfinished = 0 OR state NOT IN (SELECT value FROM json_each('${FINAL_STATES_JSON}')))
        ORDER BY created_at, id`,
     ),
-    nextSeq: db
-      .prepare<[string], number>(
-        `INSERT INTO owner_seq (owner, last_seq) VALUES (?, 1)
-       ON CONFLICT (owner) DO UPDATE SET last_seq = last_seq + 1
+    // Takes `count` numbers at once and returns the last of them.
+    takeSeqs: db
+      .prepare<[string, number], number>(
+        `INSERT INTO owner_seq (owner, last_seq) VALUES (?, ?)
+       ON CONFLICT (owner) DO UPDATE SET last_seq = last_seq + excluded.last_seq
        RETURNING last_seq`,
       )
       .pluck(),
@@ -157,6 +174,24 @@ export const LONE_SURROGATE =
  */
 export function utf8<T extends string | null>(text: T): T {
   return (text === null ? null : text.replace(LONE_SURROGATE, '\ufffd')) as T;
+}
+
+export function jobUpdateParams(row: JobWrite['row'], expected: number): JobUpdateParams {
+  return [
+    row.state,
+    row.outcome,
+    row.exitCode,
+    row.attempts,
+    utf8(row.output),
+    row.finishedAt,
+    row.followedUpAt,
+    JSON.stringify(row.history),
+    utf8(row.why),
+    JSON.stringify(row.snapshot ?? null),
+    row.process === null ? null : JSON.stringify(row.process),
+    row.id,
+    expected,
+  ];
 }
 
 export function jobParams(row: JobWrite['row']): JobParams {

@@ -4,6 +4,7 @@ import {
   isSqliteError,
   isUniqueViolation,
   jobParams,
+  jobUpdateParams,
   prepareStatements,
   toEvent,
   toJob,
@@ -273,29 +274,42 @@ export class SqliteStore implements Store {
       });
     }
 
-    const events = (batch.events ?? []).map((event) => this.appendEvent(s, event));
-    return { events, jobVersions };
+    return { events: this.appendEvents(s, batch.events ?? []), jobVersions };
   }
 
   private writeJob(s: Statements, write: JobWrite): number {
-    const params = jobParams(write.row);
     if (write.expectedVersion === null) {
       try {
-        s.insertJob.run(params);
+        s.insertJob.run(jobParams(write.row));
       } catch (err) {
         // The caller believed the job was new; someone else created it first.
         throw isUniqueViolation(err) ? new StoreConflictError(write.row.id, null) : err;
       }
       return 1;
     }
-    const { changes } = s.updateJob.run({ ...params, expected: write.expectedVersion });
+    const { changes } = s.updateJob.run(...jobUpdateParams(write.row, write.expectedVersion));
     if (changes === 0) throw new StoreConflictError(write.row.id, write.expectedVersion);
     return write.expectedVersion + 1;
   }
 
-  private appendEvent(s: Statements, event: NewEvent): StoredEvent {
-    const seq = s.nextSeq.get(event.owner);
-    if (seq === undefined) throw new Error(`no seq allocated for owner ${event.owner}`);
+  /** Stores events in order; each owner's numbers are taken with one statement. */
+  private appendEvents(s: Statements, events: NewEvent[]): StoredEvent[] {
+    const counts = new Map<string, number>();
+    for (const event of events) counts.set(event.owner, (counts.get(event.owner) ?? 0) + 1);
+    const next = new Map<string, number>();
+    for (const [owner, count] of counts) {
+      const last = s.takeSeqs.get(owner, count);
+      if (last === undefined) throw new Error(`no seq allocated for owner ${owner}`);
+      next.set(owner, last - count + 1);
+    }
+    return events.map((event) => {
+      const seq = next.get(event.owner) as number;
+      next.set(event.owner, seq + 1);
+      return this.appendEvent(s, event, seq);
+    });
+  }
+
+  private appendEvent(s: Statements, event: NewEvent, seq: number): StoredEvent {
     const data = JSON.stringify(event.data);
     const sessionId = event.sessionId ?? null;
     const jobId = event.jobId ?? null;
