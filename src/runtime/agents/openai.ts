@@ -22,6 +22,7 @@ import type {
   ToolEvent,
 } from './agent.js';
 import { toAgentError } from './openai-errors.js';
+import { sseEvents } from './sse-events.js';
 import { clip, describe } from './sse.js';
 
 /** The hard cap on model rounds in one run (SPEC §4). */
@@ -112,40 +113,8 @@ interface RoundResult {
   model: string | null;
 }
 
-/** What the fetch wrapper saw of one streamed body. */
-interface StreamWatch {
-  sawDone: boolean;
-}
-
 function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
-/**
- * A pass-through that notes whether the body carried `data: [DONE]`. The SDK
- * ends its iteration quietly when a body just stops, so without this a
- * stream cut short at a chunk boundary would look like a finished answer.
- * Only the first 32 characters of a line are kept: the check is a prefix.
- */
-function doneDetector(watch: StreamWatch): TransformStream<Uint8Array, Uint8Array> {
-  const decoder = new TextDecoder();
-  let partial = '';
-  const scan = (text: string): void => {
-    const lines = (partial + text).split('\n');
-    partial = (lines.pop() ?? '').slice(0, 32);
-    for (const line of lines) {
-      if (/^data:\s?\[DONE\]/.test(line)) watch.sawDone = true;
-    }
-  };
-  return new TransformStream<Uint8Array, Uint8Array>({
-    transform(chunk, controller) {
-      scan(decoder.decode(chunk, { stream: true }));
-      controller.enqueue(chunk);
-    },
-    flush() {
-      scan(`${decoder.decode()}\n`);
-    },
-  });
 }
 
 function toParam(message: AgentMessage): ChatCompletionMessageParam {
@@ -167,36 +136,18 @@ export class OpenAIAgent implements Agent {
   readonly kind = 'openai';
   readonly model: string;
   readonly #client: OpenAI;
-  /** Keyed by the Response the wrapper handed to the SDK (it passes it back via `withResponse`). */
-  readonly #watches = new WeakMap<Response, StreamWatch>();
 
   constructor(opts: OpenAIAgentOptions) {
     this.model = opts.model;
-    const baseFetch = opts.fetch ?? globalThis.fetch;
-    const watchingFetch = async (
-      url: string | URL | Request,
-      init?: RequestInit,
-    ): Promise<Response> => {
-      const response = await baseFetch(url, init);
-      if (!response.ok || response.body === null) return response;
-      const watch: StreamWatch = { sawDone: false };
-      const wrapped = new Response(response.body.pipeThrough(doneDetector(watch)), {
-        status: response.status,
-        statusText: response.statusText,
-        headers: response.headers,
-      });
-      this.#watches.set(wrapped, watch);
-      return wrapped;
-    };
     this.#client = new OpenAI({
       baseURL: opts.baseURL,
       // The SDK refuses to start without a key; local servers need none.
       apiKey: opts.apiKey ?? process.env['OPENAI_API_KEY'] ?? 'baton-no-key',
       maxRetries: 0,
       timeout: NO_TIMEOUT_MS,
-      fetch: watchingFetch,
-      // The SDK logs stream parse failures itself; we report them as
-      // AgentErrors instead. OPENAI_LOG still turns its logging on.
+      ...(opts.fetch ? { fetch: opts.fetch } : {}),
+      // Failures are reported as AgentErrors; OPENAI_LOG still turns the
+      // SDK's own logging on.
       logLevel: process.env['OPENAI_LOG'] ? undefined : 'off',
     });
   }
@@ -291,23 +242,40 @@ export class OpenAIAgent implements Agent {
     roundSignal: AbortSignal,
     onText: (delta: string) => void,
   ): Promise<RoundResult> {
-    const { data: stream, response } = await this.#client.chat.completions
+    // The SDK builds and sends the request and turns HTTP errors into its
+    // errors; the stream is read here. Its own reader costs several times
+    // more per request, and ends quietly when a body stops short of [DONE].
+    const response = await this.#client.chat.completions
       .create(
         { model: this.model, messages, tools: OPENAI_TOOLS, stream: true },
         { signal: roundSignal },
       )
-      .withResponse();
-    const watch = this.#watches.get(response);
+      .asResponse();
+    if (response.body === null) throw new AgentError('agent_stream', 'the model sent no body');
     let text = '';
     let model: string | null = null;
     let finished = false;
+    let sawDone = false;
     const calls: PendingToolCall[] = [];
     const byIndex = new Map<number, PendingToolCall>();
 
-    for await (const chunk of stream) {
+    // Read to the end even after [DONE], so the connection can be reused.
+    for await (const event of sseEvents(response.body)) {
+      if (sawDone) continue;
+      if (event.data.startsWith('[DONE]')) {
+        sawDone = true;
+        continue;
+      }
+      // A frame that is not JSON throws a SyntaxError: a broken stream.
       // The chunk comes from a server we do not control: read it as unknown.
-      const raw: unknown = chunk;
+      const raw: unknown = JSON.parse(event.data);
       if (!isRecord(raw)) continue;
+      if (event.event === 'error' || raw['error'] !== undefined) {
+        throw new AgentError(
+          'agent_error_frame',
+          `the model stream carried an error: ${clip(errorText(raw['error'] ?? raw))}`,
+        );
+      }
       if (typeof raw['model'] === 'string' && raw['model'].length > 0) model = raw['model'];
       const choices = raw['choices'];
       if (!Array.isArray(choices)) continue;
@@ -329,12 +297,11 @@ export class OpenAIAgent implements Agent {
       }
     }
 
-    // The SDK ends quietly on abort; an aborted run must not pass as an answer.
     if (signal.aborted)
       throw new AgentError('agent_aborted', 'the agent run was aborted', null, {
         cause: signal.reason,
       });
-    if (!finished && watch !== undefined && !watch.sawDone) {
+    if (!finished && !sawDone) {
       throw new AgentError(
         'agent_stream',
         'the model stream ended before its end ([DONE] or a finish_reason)',
@@ -345,6 +312,13 @@ export class OpenAIAgent implements Agent {
     });
     return { text, toolCalls: calls, model };
   }
+}
+
+/** The message of an error object a stream carried (`{ message }`, a string, or its JSON). */
+function errorText(error: unknown): string {
+  if (typeof error === 'string') return error;
+  if (isRecord(error) && typeof error['message'] === 'string') return error['message'];
+  return JSON.stringify(error) ?? String(error);
 }
 
 /**

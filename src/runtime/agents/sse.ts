@@ -5,10 +5,10 @@
  * `input.tools` is not used here; tool events only come back as frames.
  */
 
-import { createParser } from 'eventsource-parser';
 import type { EventSourceMessage } from 'eventsource-parser';
 import { AgentError } from './agent.js';
 import type { Agent, AgentResult, AgentRunInput, ToolEvent } from './agent.js';
+import { sseEvents } from './sse-events.js';
 
 /** How much of an error body or error frame goes into an AgentError message. */
 const MESSAGE_MAX = 500;
@@ -157,11 +157,6 @@ export class SseAgent implements Agent {
     let round = 1;
     let done = false;
     const toolEvents: ToolEvent[] = [];
-    const pending: EventSourceMessage[] = [];
-    const parser = createParser({ onEvent: (event) => pending.push(event) });
-
-    // One frame at a time, outside the parser's callback, so that a throw
-    // (error frame, bad JSON) stops the run without confusing the parser.
     const handle = (event: EventSourceMessage): void => {
       if (event.event === 'error') {
         throw new AgentError(
@@ -228,22 +223,11 @@ export class SseAgent implements Agent {
       // Other frame types are the backend's business and are ignored.
     };
 
-    const reader = response.body.getReader();
-    const decoder = new TextDecoder();
     try {
-      while (!done) {
-        const { value, done: ended } = await reader.read();
-        if (ended) {
-          parser.feed(decoder.decode());
-          parser.reset({ consume: true });
-        } else {
-          parser.feed(decoder.decode(value, { stream: true }));
-        }
-        while (pending.length > 0 && !done) {
-          const event = pending.shift();
-          if (event !== undefined) handle(event);
-        }
-        if (ended) break;
+      // Leaving the loop (at [DONE] or on a throw) stops reading the body.
+      for await (const event of sseEvents(response.body)) {
+        handle(event);
+        if (done) break;
       }
     } catch (error) {
       if (signal.aborted) throw aborted(error);
@@ -251,9 +235,6 @@ export class SseAgent implements Agent {
       throw new AgentError('agent_stream', `agent stream failed: ${describe(error)}`, null, {
         cause: error,
       });
-    } finally {
-      // Stop reading (and free the connection) whatever ended the loop.
-      reader.cancel().catch(() => undefined);
     }
 
     if (signal.aborted) throw aborted(signal.reason);
