@@ -442,6 +442,7 @@ export class Baton {
       this.locks.stop();
     });
     await step('writes', () => this.writer.drain());
+    await step('agent', () => this.agent.close?.());
     await step('coordinator', () => this.coordinator.close());
     await step('processes', () => this.processes.close());
     await step('store', () => this.store.close());

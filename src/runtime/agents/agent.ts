@@ -57,6 +57,8 @@ export interface Agent {
   readonly kind: string;
   readonly model: string;
   run(input: AgentRunInput): Promise<AgentResult>;
+  /** Lets go of what the agent holds open (kept-alive connections), at shutdown. */
+  close?(): void;
 }
 
 export type AgentErrorCode =

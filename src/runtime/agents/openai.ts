@@ -21,6 +21,7 @@ import type {
   AgentTools,
   ToolEvent,
 } from './agent.js';
+import { createHttpFetch, type HttpFetch } from './http-fetch.js';
 import { toAgentError } from './openai-errors.js';
 import { sseEvents } from './sse-events.js';
 import { clip, describe } from './sse.js';
@@ -95,7 +96,7 @@ export interface OpenAIAgentOptions {
   /** Bearer key; local servers often need none (a placeholder is sent then). */
   apiKey?: string;
   model: string;
-  /** A fetch implementation (defaults to the global one). */
+  /** A fetch implementation (defaults to a node:http one with kept-alive connections). */
   fetch?: typeof fetch;
 }
 
@@ -136,20 +137,27 @@ export class OpenAIAgent implements Agent {
   readonly kind = 'openai';
   readonly model: string;
   readonly #client: OpenAI;
+  readonly #http: HttpFetch | null;
 
   constructor(opts: OpenAIAgentOptions) {
     this.model = opts.model;
+    this.#http = opts.fetch ? null : createHttpFetch();
     this.#client = new OpenAI({
       baseURL: opts.baseURL,
       // The SDK refuses to start without a key; local servers need none.
       apiKey: opts.apiKey ?? process.env['OPENAI_API_KEY'] ?? 'baton-no-key',
       maxRetries: 0,
       timeout: NO_TIMEOUT_MS,
-      ...(opts.fetch ? { fetch: opts.fetch } : {}),
+      fetch: opts.fetch ?? this.#http?.fetch,
       // Failures are reported as AgentErrors; OPENAI_LOG still turns the
       // SDK's own logging on.
       logLevel: process.env['OPENAI_LOG'] ? undefined : 'off',
     });
+  }
+
+  /** Closes the kept-alive connections to the model server. */
+  close(): void {
+    this.#http?.close();
   }
 
   async run(input: AgentRunInput): Promise<AgentResult> {
