@@ -25,11 +25,22 @@ export interface LiveTurnDeps {
 }
 
 /**
- * A live turn: the user's message is already stored; the agent answers once
- * the session's lock is granted, and the lock is released on every path
- * (answer, agent error, abort, lease expiry, deleted session).
+ * A live turn: the user's message is queued for storing (`stored` settles
+ * when it is); the agent answers once the session's lock is granted and the
+ * message is stored, and the lock is released on every path (answer, agent
+ * error, abort, lease expiry, deleted session, message not stored).
+ *
+ * The lock is asked for at once, not once the message is stored: follow-ups
+ * ask when their job's write is queued too, so the lock goes in the order in
+ * which the session's writes were queued, and a follow-up never takes the
+ * lock ahead of a user message stored before it.
  */
-export function startLiveTurn(deps: LiveTurnDeps, session: SessionRow, turnId: string): void {
+export function startLiveTurn(
+  deps: LiveTurnDeps,
+  session: SessionRow,
+  turnId: string,
+  stored: Promise<unknown>,
+): void {
   const controller = new AbortController();
   const event = (type: string, data: Record<string, unknown>) => ({
     owner: session.owner,
@@ -54,11 +65,19 @@ export function startLiveTurn(deps: LiveTurnDeps, session: SessionRow, turnId: s
     revoked: () => controller.abort(),
     gone: () => {
       controller.abort();
-      finish(false, 'the session was deleted').catch(deps.onError);
+      // No turn without its message: the caller was told the write failed.
+      stored.then(() => finish(false, 'the session was deleted')).catch(deps.onError);
     },
   });
+  // The message could not be stored: the caller is told, and the turn leaves the queue.
+  stored.catch(() => deps.locks.release(session.id, turnId, 'aborted'));
 
   async function run(): Promise<void> {
+    try {
+      await stored;
+    } catch {
+      return;
+    }
     try {
       await deps.commit(session.id, () => ({ events: [event('turn.started', {})] }));
       const history = await deps.store.listMessages(session.id);

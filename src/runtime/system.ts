@@ -368,7 +368,7 @@ export class Baton {
       metadata: { turnId },
       createdAt: iso(this.clock.now()),
     };
-    await this.writer.commit(sessionId, () => ({
+    const stored = this.writer.commit(sessionId, () => ({
       messages: [message],
       events: [
         this.writer.event(owner, 'message.created', { message: messageView(message) }, sessionId, {
@@ -376,7 +376,8 @@ export class Baton {
         }),
       ],
     }));
-    startLiveTurn(this.liveDeps, session, turnId);
+    startLiveTurn(this.liveDeps, session, turnId, stored);
+    await stored;
     return { turnId, message: messageView(message) };
   }
 

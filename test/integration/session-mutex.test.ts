@@ -75,10 +75,36 @@ describe('the session mutex at runtime', () => {
     for (let i = 0; i < messages.length; i++) {
       const m = messages[i]!;
       if (m.role !== 'user') continue;
-      const answer = messages.findIndex((a, k) => k > i && a.role === 'assistant' && turnOf(a) === turnOf(m));
+      const answer = messages.findIndex(
+        (a, k) => k > i && a.role === 'assistant' && turnOf(a) === turnOf(m),
+      );
       const between = messages.slice(i + 1, answer);
       expect(between.filter((b) => b.metadata['bgJobId'] !== undefined)).toEqual([]);
     }
+  });
+
+  it('gives the lock first to a user message stored before a job finishes in the same instant', async () => {
+    fake = await startFakeOpenAI(() => 'answer');
+    const records: LockRecord[] = [];
+    t = await startTestBaton({
+      agent: new OpenAIAgent({ baseURL: fake.url, model: 'm' }),
+      onLockRecord: (_, r) => records.push(r),
+    });
+    const session = await t.baton.createSession('alice', {});
+    const job = await t.baton.startJob('alice', session.id, { external: true });
+    // Both writes are queued in this order in the same turn of the event loop
+    // and share one commit: the message is stored first, so its turn goes first.
+    const [{ turnId }] = await Promise.all([
+      t.baton.sendMessage('alice', session.id, 'hello'),
+      t.baton.completeJob('alice', job.id, { exitCode: 0, output: 'done' }),
+    ]);
+    await waitFor(async () => (await t!.baton.getJob('alice', job.id)).state === 'followedUp');
+    const grants = records.filter((r) => r.event === 'granted').map((r) => r.id);
+    expect(grants).toEqual([turnId, job.id]);
+    const roles = (await t.baton.listMessages('alice', session.id)).map((m) =>
+      m.metadata['bgJobId'] ? 'followUp' : m.role,
+    );
+    expect(roles).toEqual(['user', 'assistant', 'followUp']);
   });
 
   it('answers three jobs that wait behind a live turn with one continuation', async () => {
@@ -131,6 +157,8 @@ describe('the session mutex at runtime', () => {
       const b = await t!.store.getJob(proc.id);
       return a?.state === 'skipped' && b?.state === 'skipped';
     });
-    await expect(t.baton.getSession('alice', session.id)).rejects.toMatchObject({ code: 'not_found' });
+    await expect(t.baton.getSession('alice', session.id)).rejects.toMatchObject({
+      code: 'not_found',
+    });
   });
 });
