@@ -13,6 +13,9 @@ export interface HttpFetch {
 const REDIRECT = new Set([301, 302, 303, 307, 308]);
 const NULL_BODY = new Set([204, 205, 304]);
 const IDLE_TIMEOUT_MS = 4000;
+// Node keeps 256 idle connections by default and closes the rest: a burst of
+// follow-ups would then connect again for the next burst.
+const MAX_IDLE = 1024;
 
 /**
  * The fetch the openai client sends its requests with: node:http with
@@ -28,7 +31,7 @@ export function createHttpFetch(): HttpFetch {
   // announced `Keep-Alive: timeout`, whichever comes first (node:http reads
   // the hint only when a timeout is set), so a request is not sent on a
   // connection the server is closing. A request still running is not cut.
-  const options = { keepAlive: true, timeout: IDLE_TIMEOUT_MS };
+  const options = { keepAlive: true, timeout: IDLE_TIMEOUT_MS, maxFreeSockets: MAX_IDLE };
   const agents = { 'http:': new http.Agent(options), 'https:': new https.Agent(options) };
   const send = (url: URL, init: RequestInit, body: string | undefined): Promise<Response> =>
     new Promise<Response>((resolve, reject) => {
