@@ -172,6 +172,10 @@ async function throughput(jobs: number, sessions: number, rounds = 3): Promise<v
   await withBaton(async (baton) => {
     await warmUp(baton);
     const rates: number[] = [];
+    // Where the time goes: a loop busy near 100% means the process's own CPU
+    // per follow-up is the limit, not the disk or the endpoint.
+    const cpuPerJob: number[] = [];
+    const busy: number[] = [];
     let followedUp = WARM_UP;
     for (let round = 0; round < rounds; round++) {
       const ids: string[] = [];
@@ -183,17 +187,25 @@ async function throughput(jobs: number, sessions: number, rounds = 3): Promise<v
       }
       followedUp += jobs;
       const all = waitAll(baton, 'bench', followedUp);
+      const cpu0 = process.cpuUsage();
+      const loop0 = performance.eventLoopUtilization();
       const t0 = performance.now();
       await Promise.all(
         ids.map((id) => baton.completeJob('bench', id, { exitCode: 0, output: 'x' })),
       );
       await all;
       rates.push(jobs / ((performance.now() - t0) / 1000));
+      const cpu = process.cpuUsage(cpu0);
+      cpuPerJob.push((cpu.user + cpu.system) / jobs);
+      busy.push(performance.eventLoopUtilization(loop0).utilization);
     }
     const sorted = [...rates].sort((a, b) => a - b);
+    const median = (xs: number[]) => percentile([...xs].sort((a, b) => a - b), 50);
     console.log(
       `throughput: ${jobs} jobs in ${sessions} sessions, median ${percentile(sorted, 50).toFixed(0)} ` +
-        `follow-ups/s over ${rounds} rounds (${rates.map((r) => r.toFixed(0)).join(', ')}; fsync on every commit)`,
+        `follow-ups/s over ${rounds} rounds (${rates.map((r) => r.toFixed(0)).join(', ')}; fsync on every commit); ` +
+        `Baton's process: ${median(cpuPerJob).toFixed(0)} µs of CPU per follow-up, ` +
+        `event loop busy ${(100 * median(busy)).toFixed(0)}% of the time`,
     );
   }, endpoint.url);
   endpoint.close();

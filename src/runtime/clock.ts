@@ -21,6 +21,18 @@ export const systemClock: Clock = {
   clearTimeout: (handle) => clearTimeout(handle as NodeJS.Timeout),
 };
 
+let lastMs = Number.NaN;
+let lastIso = '';
+
+/**
+ * ISO 8601 text of an epoch ms. A burst of follow-ups asks for the same
+ * millisecond many times (every row and event carries it), so the last one
+ * is kept.
+ */
 export function iso(ms: number): string {
-  return new Date(ms).toISOString();
+  if (ms !== lastMs) {
+    lastIso = new Date(ms).toISOString();
+    lastMs = ms;
+  }
+  return lastIso;
 }

@@ -84,6 +84,18 @@ export class SessionWriter {
     return this.queue.drain();
   }
 
+  /**
+   * Resolves once every write queued so far is stored. The lock lives in
+   * memory and runs one write ahead of the store (its `session.lock` event is
+   * queued when it changes), so "the lock is idle" alone does not mean the
+   * store is quiet. An empty commit after the queues drain is a barrier: the
+   * store makes commits durable in the order it receives them.
+   */
+  async settled(): Promise<void> {
+    await this.queue.drain();
+    await this.store.commit({});
+  }
+
   private published(events: StoredEvent[]): void {
     if (!this.coordinator.shared) {
       this.feed.publish(events);

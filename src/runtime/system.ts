@@ -302,6 +302,15 @@ export class Baton {
     return { recovered: rows.length };
   }
 
+  /**
+   * Resolves once every write this process queued so far is stored (the
+   * `session.lock` event of a lock that was just released, for one), so a
+   * caller that saw the runtime go quiet can read a store that stays as it is.
+   */
+  settled(): Promise<void> {
+    return this.writer.settled();
+  }
+
   /** Graceful shutdown; safe to call twice. Every step runs even when one fails. */
   close(): Promise<void> {
     this.closing ??= this.shutdown();

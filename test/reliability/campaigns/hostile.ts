@@ -112,7 +112,7 @@ async function setUp(s: TestServer): Promise<Targets> {
   };
 }
 
-/** Waits until no job is on its way and no session is locked. */
+/** Waits until no job is on its way, no session is locked and every queued write is stored. */
 export async function quiet(s: TestServer): Promise<void> {
   await waitFor(
     async () => {
@@ -127,6 +127,8 @@ export async function quiet(s: TestServer): Promise<void> {
     },
     { timeoutMs: 20_000, what: 'the server to be quiet' },
   );
+  // The lock turns idle in memory one write before its event is stored.
+  await s.t.baton.settled();
 }
 
 export async function runHostile(size: HostileSize): Promise<HostileSummary> {

@@ -76,7 +76,17 @@ export async function checkRace(run: RaceRun): Promise<RaceVerdict> {
       last,
     ),
   );
-  problems.push(...seqProblems('feed', feedSeqs(run), last));
+  const fed = feedSeqs(run);
+  const feedProblems = seqProblems('feed', fed, last);
+  if (feedProblems.length > 0) {
+    // Name what the feed lacks, so a failure says which write came late.
+    const seen = new Set(fed);
+    const missing = events.filter((e) => !seen.has(e.seq)).slice(0, 5);
+    feedProblems.push(
+      `not on the feed: ${missing.map((e) => `${e.seq} ${e.type} ${JSON.stringify(e.data).slice(0, 120)}`).join('; ')}`,
+    );
+  }
+  problems.push(...feedProblems);
 
   const messages: OrderedMessage[] = [];
   const continuations = new Map<string, number>();

@@ -216,6 +216,8 @@ async function settle(run: RaceRun): Promise<void> {
     }
     await sleep(20);
   }
+  // The lock turns idle in memory one write before its event is stored.
+  await t.baton.settled();
   // The feed client has caught up once it has the store's last seq.
   const last = await t.store.lastSeq(OWNER);
   const caughtUp = Date.now() + 5000;
