@@ -200,7 +200,11 @@ async function throughput(jobs: number, sessions: number, rounds = 3): Promise<v
       busy.push(performance.eventLoopUtilization(loop0).utilization);
     }
     const sorted = [...rates].sort((a, b) => a - b);
-    const median = (xs: number[]) => percentile([...xs].sort((a, b) => a - b), 50);
+    const median = (xs: number[]) =>
+      percentile(
+        [...xs].sort((a, b) => a - b),
+        50,
+      );
     console.log(
       `throughput: ${jobs} jobs in ${sessions} sessions, median ${percentile(sorted, 50).toFixed(0)} ` +
         `follow-ups/s over ${rounds} rounds (${rates.map((r) => r.toFixed(0)).join(', ')}; fsync on every commit); ` +
