@@ -12,6 +12,13 @@ import {
   type StoredEvent,
 } from './store/store.js';
 
+/** A write in a session's queue, and the lock events that ride in its batch. */
+interface QueuedWrite {
+  riders: NewEvent[];
+  /** Settles when the write is stored (and its events fanned out), or failed. */
+  done: Promise<void>;
+}
+
 /**
  * Every write of a session goes through here: one queue per session keeps
  * them in order, and their events reach the feed only once stored.
@@ -19,6 +26,8 @@ import {
 export class SessionWriter {
   private readonly queue = new SerialQueue();
   private readonly owners = new Map<string, string>();
+  /** Each session's newest queued write, while its batch is not built yet. */
+  private readonly unbuilt = new Map<string, QueuedWrite>();
 
   constructor(
     private readonly store: Store,
@@ -53,8 +62,17 @@ export class SessionWriter {
     build: () => Batch | null | Promise<Batch | null>,
     fenced = true,
   ): Promise<void> {
+    const write: QueuedWrite = { riders: [], done: Promise.resolve() };
+    // Only fenced writes take riders: a rider is a fenced session.lock event.
+    if (fenced) this.unbuilt.set(sessionId, write);
     const handed = this.queue.run(sessionId, async () => {
-      const batch = await build();
+      // From here on the write is being built: later events queue on their own.
+      if (this.unbuilt.get(sessionId) === write) this.unbuilt.delete(sessionId);
+      const built = await build();
+      const batch =
+        write.riders.length === 0
+          ? built
+          : { ...built, events: [...(built?.events ?? []), ...write.riders] };
       if (!batch) return null;
       if (this.coordinator.shared && fenced) {
         const epoch = this.coordinator.epoch(sessionId);
@@ -66,17 +84,31 @@ export class SessionWriter {
       // the session's writes stay in order and can share one fsync.
       return { durable: this.store.commit(batch) };
     });
-    return handed.then(async (handle) => {
+    write.done = handed.then(async (handle) => {
       if (!handle) return;
       this.published((await handle.durable).events);
     });
+    return write.done;
   }
 
-  /** Queues the lock event at once (its place in the session's writes is what matters). */
+  /**
+   * Stores a `session.lock` event in the session's write order, at once. A
+   * lock changes as a direct result of a write just queued (a job that
+   * finished asks for the lock, one that was answered gives it back), so the
+   * event rides in that write's batch when the batch is not built yet: the
+   * same place in the session's writes, one batch less. If that write fails,
+   * the event goes with it; the next lock event carries the whole view again.
+   */
   lock(sessionId: string, view: LockView): Promise<void> {
+    const owner = this.owners.get(sessionId);
+    const write = this.unbuilt.get(sessionId);
+    if (owner !== undefined && write) {
+      write.riders.push(this.event(owner, 'session.lock', { ...view }, sessionId));
+      return write.done;
+    }
     return this.commit(sessionId, async () => {
-      const owner = this.owners.get(sessionId) ?? (await this.store.getSession(sessionId))?.owner;
-      return owner ? { events: [this.event(owner, 'session.lock', { ...view }, sessionId)] } : null;
+      const known = owner ?? (await this.store.getSession(sessionId))?.owner;
+      return known ? { events: [this.event(known, 'session.lock', { ...view }, sessionId)] } : null;
     });
   }
 
