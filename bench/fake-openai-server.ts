@@ -4,11 +4,14 @@
  * answers every request with a short reply. Arrival times of requests whose
  * trigger names a job are sent to the parent over IPC as [jobId, epochMs].
  */
+import { performance } from 'node:perf_hooks';
 import { startFakeOpenAI, lastUserContent } from '../test/support/fake-openai.js';
 
 const fake = await startFakeOpenAI((req) => {
   const match = /\[Background job (j_[0-9a-z]+) finished\]/.exec(lastUserContent(req));
-  if (match && process.send) process.send([match[1], req.atEpochMs + (req.at % 1)]);
+  // timeOrigin + performance.now() is epoch time at sub-millisecond
+  // resolution, comparable with the parent's own (Date.now() is whole ms).
+  if (match && process.send) process.send([match[1], performance.timeOrigin + req.at]);
   return 'ok';
 });
 process.send?.({ url: fake.url });
