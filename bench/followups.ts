@@ -199,14 +199,13 @@ async function throughput(jobs: number, sessions: number, rounds = 3): Promise<v
       cpuPerJob.push((cpu.user + cpu.system) / jobs);
       busy.push(performance.eventLoopUtilization(loop0).utilization);
     }
-    const sorted = [...rates].sort((a, b) => a - b);
     const median = (xs: number[]) =>
       percentile(
         [...xs].sort((a, b) => a - b),
         50,
       );
     console.log(
-      `throughput: ${jobs} jobs in ${sessions} sessions, median ${percentile(sorted, 50).toFixed(0)} ` +
+      `throughput: ${jobs} jobs in ${sessions} sessions, median ${median(rates).toFixed(0)} ` +
         `follow-ups/s over ${rounds} rounds (${rates.map((r) => r.toFixed(0)).join(', ')}; fsync on every commit); ` +
         `Baton's process: ${median(cpuPerJob).toFixed(0)} µs of CPU per follow-up, ` +
         `event loop busy ${(100 * median(busy)).toFixed(0)}% of the time`,
