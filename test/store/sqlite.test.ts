@@ -99,7 +99,7 @@ describe('SqliteStore', () => {
     await expect(new SqliteStore({ path }).init()).rejects.toThrow(/newer than this build/);
   });
 
-  it('runs in WAL mode with FULL synchronous, foreign keys and the busy timeout', async () => {
+  it('runs in WAL mode with FULL synchronous, foreign keys, the busy timeout and in-memory sub-journals', async () => {
     const store = new ProbedSqliteStore({ path: freshPath(), busyTimeoutMs: 1234 });
     await store.init();
     try {
@@ -108,6 +108,8 @@ describe('SqliteStore', () => {
       expect(store.pragma('synchronous')).toBe(2);
       expect(store.pragma('foreign_keys')).toBe(1);
       expect(store.pragma('busy_timeout')).toBe(1234);
+      // 2 is MEMORY: the savepoints' sub-journals stay out of temporary files.
+      expect(store.pragma('temp_store')).toBe(2);
     } finally {
       await store.close();
     }

@@ -92,6 +92,11 @@ export class SqliteStore implements Store {
       // a stored follow-up or feed event that was acknowledged stays stored.
       db.pragma('synchronous = FULL');
       db.pragma('foreign_keys = ON');
+      // Each batch of a group commit is a savepoint, so SQLite keeps a
+      // sub-journal of the pages it changes to be able to roll it back alone.
+      // In a temporary file that sub-journal took half the commit's time; in
+      // memory it is bounded by the pages one group touches.
+      db.pragma('temp_store = MEMORY');
       migrateSqlite(db);
       const statements = prepareStatements(db);
       const open = db;
