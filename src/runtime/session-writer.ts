@@ -12,9 +12,10 @@ import {
   type StoredEvent,
 } from './store/store.js';
 
-/** A write in a session's queue, and the lock events that ride in its batch. */
+/** A write in a session's queue, and the lock event that rides in its batch. */
 interface QueuedWrite {
-  riders: NewEvent[];
+  /** The session's newest lock view while the batch is unbuilt; it supersedes older ones. */
+  lock: NewEvent | null;
   /** Settles when the write is stored (and its events fanned out), or failed. */
   done: Promise<void>;
 }
@@ -24,7 +25,7 @@ interface QueuedWrite {
  * them in order, and their events reach the feed only once stored.
  */
 export class SessionWriter {
-  private readonly queue = new SerialQueue();
+  private readonly writes = new SerialQueue();
   private readonly owners = new Map<string, string>();
   /** Each session's newest queued write, while its batch is not built yet. */
   private readonly unbuilt = new Map<string, QueuedWrite>();
@@ -62,17 +63,23 @@ export class SessionWriter {
     build: () => Batch | null | Promise<Batch | null>,
     fenced = true,
   ): Promise<void> {
-    const write: QueuedWrite = { riders: [], done: Promise.resolve() };
-    // Only fenced writes take riders: a rider is a fenced session.lock event.
+    return this.enqueue(sessionId, build, fenced).done;
+  }
+
+  private enqueue(
+    sessionId: string,
+    build: () => Batch | null | Promise<Batch | null>,
+    fenced: boolean,
+  ): QueuedWrite {
+    const write: QueuedWrite = { lock: null, done: Promise.resolve() };
+    // Only fenced writes take a lock event: it is a fenced session.lock event.
     if (fenced) this.unbuilt.set(sessionId, write);
-    const handed = this.queue.run(sessionId, async () => {
+    const handed = this.writes.run(sessionId, async () => {
       // From here on the write is being built: later events queue on their own.
       if (this.unbuilt.get(sessionId) === write) this.unbuilt.delete(sessionId);
       const built = await build();
       const batch =
-        write.riders.length === 0
-          ? built
-          : { ...built, events: [...(built?.events ?? []), ...write.riders] };
+        write.lock === null ? built : { ...built, events: [...(built?.events ?? []), write.lock] };
       if (!batch) return null;
       if (this.coordinator.shared && fenced) {
         const epoch = this.coordinator.epoch(sessionId);
@@ -88,7 +95,7 @@ export class SessionWriter {
       if (!handle) return;
       this.published((await handle.durable).events);
     });
-    return write.done;
+    return write;
   }
 
   /**
@@ -96,24 +103,29 @@ export class SessionWriter {
    * lock changes as a direct result of a write just queued (a job that
    * finished asks for the lock, one that was answered gives it back), so the
    * event rides in that write's batch when the batch is not built yet: the
-   * same place in the session's writes, one batch less. If that write fails,
-   * the event goes with it; the next lock event carries the whole view again.
+   * same place in the session's writes, one batch less. An event carries the
+   * whole view, so a newer one replaces the one already riding: the batch
+   * stores the view the lock has when it is built, not each step on the way.
+   * If that write fails, the event goes with it; the next lock event carries
+   * the whole view again.
    */
   lock(sessionId: string, view: LockView): Promise<void> {
     const owner = this.owners.get(sessionId);
-    const write = this.unbuilt.get(sessionId);
-    if (owner !== undefined && write) {
-      write.riders.push(this.event(owner, 'session.lock', { ...view }, sessionId));
-      return write.done;
+    if (owner === undefined) {
+      return this.commit(sessionId, async () => {
+        const known = (await this.store.getSession(sessionId))?.owner;
+        return known
+          ? { events: [this.event(known, 'session.lock', { ...view }, sessionId)] }
+          : null;
+      });
     }
-    return this.commit(sessionId, async () => {
-      const known = owner ?? (await this.store.getSession(sessionId))?.owner;
-      return known ? { events: [this.event(known, 'session.lock', { ...view }, sessionId)] } : null;
-    });
+    const write = this.unbuilt.get(sessionId) ?? this.enqueue(sessionId, () => null, true);
+    write.lock = this.event(owner, 'session.lock', { ...view }, sessionId);
+    return write.done;
   }
 
   drain(): Promise<void> {
-    return this.queue.drain();
+    return this.writes.drain();
   }
 
   /**
@@ -124,7 +136,7 @@ export class SessionWriter {
    * store makes commits durable in the order it receives them.
    */
   async settled(): Promise<void> {
-    await this.queue.drain();
+    await this.writes.drain();
     await this.store.commit({});
   }
 

@@ -43,7 +43,7 @@ describe('session.lock events', () => {
       'session.lock:busy',
     ]);
     expect(store!.batches).not.toContainEqual(['session.lock:busy']);
-    // Every lock change is stored, in the order it happened, and the feed order follows it.
+    // The lock's changes are stored in the order they happened, and the feed order follows it.
     const events = await t.store.readEvents('alice', 0, 1000, session.id);
     const flow = events.map((e) => lockOrState(e.type, e.data)).filter((x) => x !== 'turn.started');
     expect(flow.indexOf('session.lock:busy')).toBe(
@@ -54,5 +54,36 @@ describe('session.lock events', () => {
     expect(flow.lastIndexOf('session.lock:idle')).toBeGreaterThan(
       flow.indexOf('job.state:followedUp'),
     );
+  });
+
+  it('are one per batch: the view the lock had when the batch was built, the view the lock had when the batch was built', async () => {
+    let store: RecordingStore | undefined;
+    t = await startTestBaton({ makeStore: (path) => (store = new RecordingStore({ path })) });
+    const session = await t.baton.createSession('alice', {});
+    const jobs = [];
+    for (let i = 0; i < 4; i++) {
+      jobs.push(await t.baton.startJob('alice', session.id, { external: true }));
+    }
+    store!.batches = [];
+    // All at once: the first takes the lock, the others queue behind it and
+    // are answered together, and the lock's view changes several times while
+    // a write of the session waits to be built.
+    await Promise.all(
+      jobs.map((job) => t!.baton.completeJob('alice', job.id, { exitCode: 0, output: 'done' })),
+    );
+    await waitFor(async () =>
+      (await t!.baton.listJobs('alice', { sessionId: session.id })).every(
+        (j) => j.state === 'followedUp',
+      ),
+    );
+    await t.baton.settled();
+
+    for (const batch of store!.batches) {
+      expect(batch.filter((e) => e.startsWith('session.lock')).length).toBeLessThanOrEqual(1);
+    }
+    const events = await t.store.readEvents('alice', 0, 1000, session.id);
+    const locks = events.filter((e) => e.type === 'session.lock');
+    expect(locks.at(-1)?.data).toMatchObject({ lock: 'idle' });
+    expect((await t.baton.getSession('alice', session.id)).lock).toMatchObject({ lock: 'idle' });
   });
 });
