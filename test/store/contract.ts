@@ -635,5 +635,69 @@ export function storeContract(name: string, make: () => Promise<Store>): void {
         { numRuns: 40 },
       );
     });
+
+    it('answers each of many batches handed in at once on its own, with gapless seqs', async () => {
+      const step = fc.record({
+        owners: fc.array(fc.integer({ min: 0, max: 2 }), { maxLength: 4 }),
+        failure: fc.constantFrom('none', 'none', 'stale', 'duplicate'),
+      });
+      await fc.assert(
+        fc.asyncProperty(fc.array(step, { minLength: 1, maxLength: 12 }), async (steps) => {
+          const ns = namespace();
+          const owners = [ns.id('owner', 0), ns.id('owner', 1), ns.id('owner', 2)];
+          const sessionId = ns.id('session');
+          const job = jobRow(ns.owner, sessionId, ns.id('j'));
+          await store.commit({
+            sessions: [sessionRow(ns.owner, sessionId)],
+            jobs: [{ row: job, expectedVersion: null }],
+            messages: [messageRow(ns.owner, sessionId, ns.id('m', 0), { answersJobs: [job.id] })],
+          });
+
+          // Handed in without waiting: a store that commits them together
+          // must still fail only the batches that fail.
+          const outcomes = await Promise.all(
+            steps.map(({ owners: picks, failure: kind }, i) => {
+              const batch: Batch = {
+                events: picks.map((o, k) => eventOf(owners[o] ?? '', `b${i}e${k}`)),
+              };
+              if (kind === 'stale') batch.jobs = [{ row: job, expectedVersion: 7 }];
+              if (kind === 'duplicate') {
+                batch.messages = [
+                  messageRow(ns.owner, sessionId, ns.id('m', i + 1), { answersJobs: [job.id] }),
+                ];
+              }
+              return store.commit(batch).then(
+                (result) => ({ ok: true as const, result }),
+                (error: unknown) => ({ ok: false as const, error }),
+              );
+            }),
+          );
+
+          const stored: Record<string, string[]> = {};
+          for (const [i, outcome] of outcomes.entries()) {
+            const kind = steps[i]?.failure;
+            expect(outcome.ok).toBe(kind === 'none');
+            if (!outcome.ok) {
+              expect(outcome.error).toBeInstanceOf(
+                kind === 'stale' ? StoreConflictError : DuplicateFollowUpError,
+              );
+              continue;
+            }
+            for (const event of outcome.result.events) {
+              (stored[event.owner] ??= [])[event.seq - 1] = event.type;
+            }
+          }
+          for (const owner of owners) {
+            const events = await store.readEvents(owner, 0, 1000);
+            // Every committed event is stored under the seq it was answered
+            // with, and the seqs are 1..n with no gap.
+            expect(events.map((e) => e.seq)).toEqual(events.map((_, k) => k + 1));
+            expect(events.map((e) => e.type)).toEqual(stored[owner] ?? []);
+            expect(await store.lastSeq(owner)).toBe(events.length);
+          }
+        }),
+        { numRuns: 40 },
+      );
+    });
   });
 }
