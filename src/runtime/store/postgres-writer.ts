@@ -29,7 +29,8 @@ interface PendingCommit {
  * The commit path of {@link PostgresStore}: a single writer chain, so that
  * batches are applied in call order even when the caller does not wait.
  * Batches handed in while a transaction runs share the next one (group
- * commit), each in its own savepoint, as the SQLite store does.
+ * commit). As in the SQLite store, a group runs as one plain transaction,
+ * and again with a savepoint per batch only when one of its batches fails.
  */
 export class GroupCommitWriter {
   private readonly pending: PendingCommit[] = [];
@@ -108,31 +109,86 @@ export class GroupCommitWriter {
 
   private async writeGroupIn(client: PoolClient, batches: Batch[]): Promise<GroupResult[]> {
     await client.query('BEGIN');
-    const many = batches.length > 1;
+    if (batches.length === 1) {
+      // Alone, a failing batch fails the transaction.
+      const value = await this.writeBatch(client, batches[0] as Batch);
+      await this.commitTransaction(client);
+      return [{ ok: true, value }];
+    }
+    try {
+      const results = await this.writeWhole(client, batches);
+      await this.commitTransaction(client);
+      return results;
+    } catch (error) {
+      if (isUnavailable(error) || isRetryable(error)) throw error;
+      // A batch failed and nothing of the group was written: the group runs
+      // again, each batch in its savepoint, so only that batch is refused.
+      await client.query('ROLLBACK');
+      await client.query('BEGIN');
+      const results = await this.writeIsolated(client, batches);
+      await this.commitTransaction(client);
+      return results;
+    }
+  }
+
+  /**
+   * The common case, every batch of the group goes through: no savepoints
+   * (two round trips a batch), and the group's events take their numbers
+   * and are inserted with one statement each. Any failure fails it all.
+   */
+  private async writeWhole(client: PoolClient, batches: Batch[]): Promise<GroupResult[]> {
+    const versions: Record<string, number>[] = [];
+    for (const batch of batches) versions.push(await this.writeRows(client, batch));
+    const events = await this.appendEvents(
+      client,
+      batches.flatMap((b) => b.events ?? []),
+    );
+    let next = 0;
+    return batches.map((batch, i): GroupResult => {
+      const count = batch.events?.length ?? 0;
+      next += count;
+      return {
+        ok: true,
+        value: { events: events.slice(next - count, next), jobVersions: versions[i] ?? {} },
+      };
+    });
+  }
+
+  private async writeIsolated(client: PoolClient, batches: Batch[]): Promise<GroupResult[]> {
     const results: GroupResult[] = [];
     for (const batch of batches) {
-      if (many) await client.query('SAVEPOINT batch');
+      await client.query('SAVEPOINT batch');
       try {
         const value = await this.writeBatch(client, batch);
-        if (many) await client.query('RELEASE SAVEPOINT batch');
+        await client.query('RELEASE SAVEPOINT batch');
         results.push({ ok: true, value });
       } catch (error) {
-        // Alone, a failing batch fails the transaction. In a group it rolls
-        // back to its savepoint and the others still commit, unless the whole
-        // transaction is lost (connection, disk, deadlock): then all fail.
-        if (!many || isUnavailable(error) || isRetryable(error)) throw error;
+        // The failing batch rolls back to its savepoint and the others still
+        // commit, unless the whole transaction is lost (connection, disk,
+        // deadlock): then all fail.
+        if (isUnavailable(error) || isRetryable(error)) throw error;
         await client.query('ROLLBACK TO SAVEPOINT batch; RELEASE SAVEPOINT batch');
         results.push({ ok: false, error });
       }
     }
+    return results;
+  }
+
+  private async commitTransaction(client: PoolClient): Promise<void> {
     const done = await client.query('COMMIT');
     // COMMIT of a transaction in the aborted state answers ROLLBACK, not an error.
     if (done.command !== 'COMMIT') throw new Error(`transaction ended with ${done.command}`);
-    return results;
   }
 
   /** The body of one batch; any throw rolls all of it back. */
   private async writeBatch(client: PoolClient, batch: Batch): Promise<CommitResult> {
+    const jobVersions = await this.writeRows(client, batch);
+    const events = await this.appendEvents(client, batch.events ?? []);
+    return { events, jobVersions };
+  }
+
+  /** A batch's fence and rows, all but its events; returns the new job versions. */
+  private async writeRows(client: PoolClient, batch: Batch): Promise<Record<string, number>> {
     if (batch.fence) {
       // FOR SHARE: a claim (which raises the epoch) waits for this commit, or this one sees it.
       const { rows } = await this.run<{ owner_epoch: number }>(client, 'sessionEpoch', [
@@ -163,9 +219,7 @@ export class GroupCommitWriter {
     for (const message of batch.messages ?? []) {
       await this.writeMessage(client, message);
     }
-
-    const events = await this.appendEvents(client, batch.events ?? []);
-    return { events, jobVersions };
+    return jobVersions;
   }
 
   private async writeJob(client: PoolClient, write: JobWrite): Promise<number> {
