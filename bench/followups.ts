@@ -21,7 +21,7 @@ import { Baton } from '../src/runtime/system.js';
 import { fork } from 'node:child_process';
 import { machineInfo, percentile } from './machine-info.js';
 
-/** Starts the fake endpoint in its own process; arrivals are [jobId, epoch ms] pairs. */
+/** Starts the fake endpoint in its own process; it reports arrivals as lists of [jobId, epoch ms]. */
 async function startEndpoint() {
   const child = fork(join(import.meta.dirname, 'fake-openai-server.ts'), {
     execArgv: ['--import', 'tsx'],
@@ -29,7 +29,7 @@ async function startEndpoint() {
   const arrivals = new Map<string, number>();
   const url = await new Promise<string>((resolve) => {
     child.on('message', (m: unknown) => {
-      if (Array.isArray(m)) arrivals.set(String(m[0]), Number(m[1]));
+      if (Array.isArray(m)) for (const [id, at] of m as [string, number][]) arrivals.set(id, at);
       else if (m && typeof m === 'object' && 'url' in m) resolve(String(m.url));
     });
   });
