@@ -99,7 +99,7 @@ describe('SqliteStore', () => {
     await expect(new SqliteStore({ path }).init()).rejects.toThrow(/newer than this build/);
   });
 
-  it('runs in WAL mode with FULL synchronous, foreign keys, the busy timeout and in-memory sub-journals', async () => {
+  it('runs in WAL mode with FULL synchronous, foreign keys, the busy timeout, in-memory sub-journals and 16 MB checkpoints', async () => {
     const store = new ProbedSqliteStore({ path: freshPath(), busyTimeoutMs: 1234 });
     await store.init();
     try {
@@ -110,6 +110,7 @@ describe('SqliteStore', () => {
       expect(store.pragma('busy_timeout')).toBe(1234);
       // 2 is MEMORY: the savepoints' sub-journals stay out of temporary files.
       expect(store.pragma('temp_store')).toBe(2);
+      expect(store.pragma('wal_autocheckpoint')).toBe(4000);
     } finally {
       await store.close();
     }

@@ -97,6 +97,12 @@ export class SqliteStore implements Store {
       // In a temporary file that sub-journal took half the commit's time; in
       // memory it is bounded by the pages one group touches.
       db.pragma('temp_store = MEMORY');
+      // A checkpoint copies each page changed since the last one back into
+      // the database file. A job's row and the feed's index pages change again
+      // and again, so checkpointing every 4000 pages (16 MB of WAL) instead of
+      // SQLite's 1000 copies each of them fewer times: the replayed commits of
+      // a throughput round took 12% less CPU. The WAL file grows to about that.
+      db.pragma('wal_autocheckpoint = 4000');
       migrateSqlite(db);
       const statements = prepareStatements(db);
       const open = db;
