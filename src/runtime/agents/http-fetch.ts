@@ -41,7 +41,9 @@ export function createHttpFetch(): HttpFetch {
         return;
       }
       const headers: Record<string, string> = {};
-      new Headers(init.headers).forEach((value, name) => {
+      // The openai client hands over a Headers object already: no copy of it.
+      const given = init.headers instanceof Headers ? init.headers : new Headers(init.headers);
+      given.forEach((value, name) => {
         headers[name] = value;
       });
       const transport = url.protocol === 'https:' ? https : http;
