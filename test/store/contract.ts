@@ -6,7 +6,7 @@ import {
   StoreConflictError,
   StoreWriteError,
 } from '../../src/runtime/store/store.js';
-import type { Batch, Store } from '../../src/runtime/store/store.js';
+import type { Batch, CommitResult, Store } from '../../src/runtime/store/store.js';
 import { at, eventOf, failure, jobRow, messageRow, namespace, sessionRow } from './fixtures.js';
 
 /**
@@ -580,43 +580,60 @@ export function storeContract(name: string, make: () => Promise<Store>): void {
       });
     });
 
-    it('allocates seqs 1..n per owner with no gap when some batches roll back', async () => {
-      const step = fc.record({
-        owners: fc.array(fc.integer({ min: 0, max: 2 }), { maxLength: 5 }),
-        failure: fc.constantFrom('none', 'none', 'stale', 'duplicate'),
+    /** A step of the seq properties: events of some of three owners, and maybe a failure. */
+    const seqStep = fc.record({
+      owners: fc.array(fc.integer({ min: 0, max: 2 }), { maxLength: 5 }),
+      failure: fc.constantFrom('none', 'none', 'stale', 'duplicate'),
+    });
+    type SeqStep = { owners: number[]; failure: 'none' | 'stale' | 'duplicate' };
+
+    /**
+     * Three fresh owners, and a session with a job that is answered already;
+     * `batch` builds a step's batch: a stale step also writes the job at a
+     * version it never had, a duplicate step answers the job a second time.
+     */
+    async function seqFixture() {
+      const ns = namespace();
+      const owners = [ns.id('owner', 0), ns.id('owner', 1), ns.id('owner', 2)];
+      const sessionId = ns.id('session');
+      const job = jobRow(ns.owner, sessionId, ns.id('j'));
+      await store.commit({
+        sessions: [sessionRow(ns.owner, sessionId)],
+        jobs: [{ row: job, expectedVersion: null }],
+        messages: [messageRow(ns.owner, sessionId, ns.id('m', 0), { answersJobs: [job.id] })],
       });
+      const batch = ({ owners: picks, failure: kind }: SeqStep, i: number): Batch => {
+        const built: Batch = {
+          events: picks.map((o, k) => eventOf(owners[o] ?? '', `b${i}e${k}`)),
+        };
+        if (kind === 'stale') built.jobs = [{ row: job, expectedVersion: 7 }];
+        if (kind === 'duplicate') {
+          built.messages = [
+            messageRow(ns.owner, sessionId, ns.id('m', i + 1), { answersJobs: [job.id] }),
+          ];
+        }
+        return built;
+      };
+      return { owners, batch };
+    }
+
+    const outcomeOf = (commit: Promise<CommitResult>) =>
+      commit.then(
+        (result) => ({ ok: true as const, result }),
+        (error: unknown) => ({ ok: false as const, error }),
+      );
+
+    it('allocates seqs 1..n per owner with no gap when some batches roll back', async () => {
       await fc.assert(
-        fc.asyncProperty(fc.array(step, { minLength: 1, maxLength: 12 }), async (steps) => {
-          const ns = namespace();
-          const owners = [ns.id('owner', 0), ns.id('owner', 1), ns.id('owner', 2)];
-          const sessionId = ns.id('session');
-          const job = jobRow(ns.owner, sessionId, ns.id('j'));
-          await store.commit({
-            sessions: [sessionRow(ns.owner, sessionId)],
-            jobs: [{ row: job, expectedVersion: null }],
-            messages: [messageRow(ns.owner, sessionId, ns.id('m', 0), { answersJobs: [job.id] })],
-          });
+        fc.asyncProperty(fc.array(seqStep, { minLength: 1, maxLength: 12 }), async (steps) => {
+          const { owners, batch } = await seqFixture();
           const committed: string[][] = [[], [], []];
 
-          for (const [i, { owners: picks, failure: kind }] of steps.entries()) {
-            const batch: Batch = {
-              events: picks.map((o, k) => eventOf(owners[o] ?? '', `b${i}e${k}`)),
-            };
-            if (kind === 'stale') batch.jobs = [{ row: job, expectedVersion: 7 }];
-            if (kind === 'duplicate') {
-              batch.messages = [
-                messageRow(ns.owner, sessionId, ns.id('m', i + 1), {
-                  answersJobs: [job.id],
-                }),
-              ];
-            }
-            const outcome = await store.commit(batch).then(
-              (result) => ({ ok: true as const, result }),
-              (error: unknown) => ({ ok: false as const, error }),
-            );
-            expect(outcome.ok).toBe(kind === 'none');
+          for (const [i, step] of steps.entries()) {
+            const outcome = await outcomeOf(store.commit(batch(step, i)));
+            expect(outcome.ok).toBe(step.failure === 'none');
             if (!outcome.ok) continue;
-            const expected = picks.map((o, k) => {
+            const expected = step.owners.map((o, k) => {
               const log = committed[o] ?? [];
               log.push(`b${i}e${k}`);
               return log.length;
@@ -637,40 +654,13 @@ export function storeContract(name: string, make: () => Promise<Store>): void {
     });
 
     it('answers each of many batches handed in at once on its own, with gapless seqs', async () => {
-      const step = fc.record({
-        owners: fc.array(fc.integer({ min: 0, max: 2 }), { maxLength: 4 }),
-        failure: fc.constantFrom('none', 'none', 'stale', 'duplicate'),
-      });
       await fc.assert(
-        fc.asyncProperty(fc.array(step, { minLength: 1, maxLength: 12 }), async (steps) => {
-          const ns = namespace();
-          const owners = [ns.id('owner', 0), ns.id('owner', 1), ns.id('owner', 2)];
-          const sessionId = ns.id('session');
-          const job = jobRow(ns.owner, sessionId, ns.id('j'));
-          await store.commit({
-            sessions: [sessionRow(ns.owner, sessionId)],
-            jobs: [{ row: job, expectedVersion: null }],
-            messages: [messageRow(ns.owner, sessionId, ns.id('m', 0), { answersJobs: [job.id] })],
-          });
-
+        fc.asyncProperty(fc.array(seqStep, { minLength: 1, maxLength: 12 }), async (steps) => {
+          const { owners, batch } = await seqFixture();
           // Handed in without waiting: a store that commits them together
           // must still fail only the batches that fail.
           const outcomes = await Promise.all(
-            steps.map(({ owners: picks, failure: kind }, i) => {
-              const batch: Batch = {
-                events: picks.map((o, k) => eventOf(owners[o] ?? '', `b${i}e${k}`)),
-              };
-              if (kind === 'stale') batch.jobs = [{ row: job, expectedVersion: 7 }];
-              if (kind === 'duplicate') {
-                batch.messages = [
-                  messageRow(ns.owner, sessionId, ns.id('m', i + 1), { answersJobs: [job.id] }),
-                ];
-              }
-              return store.commit(batch).then(
-                (result) => ({ ok: true as const, result }),
-                (error: unknown) => ({ ok: false as const, error }),
-              );
-            }),
+            steps.map((step, i) => outcomeOf(store.commit(batch(step, i)))),
           );
 
           const stored: Record<string, string[]> = {};
