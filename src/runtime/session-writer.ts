@@ -25,7 +25,7 @@ interface QueuedWrite {
  * them in order, and their events reach the feed only once stored.
  */
 export class SessionWriter {
-  private readonly writes = new SerialQueue();
+  private readonly queue = new SerialQueue();
   private readonly owners = new Map<string, string>();
   /** Each session's newest queued write, while its batch is not built yet. */
   private readonly unbuilt = new Map<string, QueuedWrite>();
@@ -74,7 +74,7 @@ export class SessionWriter {
     const write: QueuedWrite = { lock: null, done: Promise.resolve() };
     // Only fenced writes take a lock event: it is a fenced session.lock event.
     if (fenced) this.unbuilt.set(sessionId, write);
-    const handed = this.writes.run(sessionId, async () => {
+    const handed = this.queue.run(sessionId, async () => {
       // From here on the write is being built: later events queue on their own.
       if (this.unbuilt.get(sessionId) === write) this.unbuilt.delete(sessionId);
       const built = await build();
@@ -125,7 +125,7 @@ export class SessionWriter {
   }
 
   drain(): Promise<void> {
-    return this.writes.drain();
+    return this.queue.drain();
   }
 
   /**
@@ -136,7 +136,7 @@ export class SessionWriter {
    * store makes commits durable in the order it receives them.
    */
   async settled(): Promise<void> {
-    await this.writes.drain();
+    await this.queue.drain();
     await this.store.commit({});
   }
 

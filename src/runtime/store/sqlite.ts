@@ -330,7 +330,7 @@ export class SqliteStore implements Store {
   /** Stores events in order; each owner's numbers are taken at once. */
   private appendEvents(s: Statements, events: NewEvent[], take: TakeSeqs): StoredEvent[] {
     const next = new Map<string, number>();
-    for (const [owner, count] of countByOwner([events])) next.set(owner, take(owner, count));
+    for (const [owner, count] of countByOwner(events)) next.set(owner, take(owner, count));
     return events.map((event) => {
       const seq = next.get(event.owner) as number;
       next.set(event.owner, seq + 1);
@@ -361,11 +361,9 @@ export class SqliteStore implements Store {
 /** Gives `count` consecutive event numbers of an owner; returns the first. */
 type TakeSeqs = (owner: string, count: number) => number;
 
-function countByOwner(lists: NewEvent[][]): Map<string, number> {
+function countByOwner(events: NewEvent[]): Map<string, number> {
   const counts = new Map<string, number>();
-  for (const events of lists) {
-    for (const event of events) counts.set(event.owner, (counts.get(event.owner) ?? 0) + 1);
-  }
+  for (const event of events) counts.set(event.owner, (counts.get(event.owner) ?? 0) + 1);
   return counts;
 }
 
@@ -376,7 +374,7 @@ function countByOwner(lists: NewEvent[][]): Map<string, number> {
  */
 function groupSeqs(batches: Batch[], take: TakeSeqs): TakeSeqs {
   const next = new Map<string, number>();
-  for (const [owner, count] of countByOwner(batches.map((b) => b.events ?? []))) {
+  for (const [owner, count] of countByOwner(batches.flatMap((b) => b.events ?? []))) {
     next.set(owner, take(owner, count));
   }
   return (owner, count) => {
