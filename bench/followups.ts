@@ -58,7 +58,6 @@ async function withBaton<T>(
     store,
     agent: new OpenAIAgent({ baseURL: agentUrl, model: 'bench', fetch: timedFetch }),
     dataDir: dir,
-    workDir: dir,
   });
   await baton.recover();
   try {

@@ -30,6 +30,16 @@ export interface ServeOptions {
   maxJobsPerOwner: number;
   maxJobsPerSession: number;
   heartbeatS: number;
+  sandbox?: 'bwrap' | 'none' | undefined;
+  jobNetwork?: 'on' | 'off' | undefined;
+  jobEnv: string[];
+  jobCpuS: number;
+  jobMemoryMb: number;
+  jobProcesses: number;
+  jobFileMb: number;
+  jobRoPath: string[];
+  workRoot?: string | undefined;
+  workDir: string[];
 }
 
 /** Parses a whole number within bounds, for commander (flags and env values alike). */
@@ -71,6 +81,27 @@ function url(name: string, protocols: readonly string[]) {
 }
 
 const MAX_MS = 2 ** 31 - 1;
+
+/**
+ * A repeatable option: each use adds one value, and a value from the
+ * environment variable is a comma-separated list (`--job-env` keeps a
+ * `NAME=VALUE` whole, since a value may hold commas).
+ */
+function repeatable(name: string, splitEnv: (value: string) => boolean = () => true) {
+  return (value: string, previous: string[] | undefined): string[] => {
+    const parts = splitEnv(value) ? value.split(',') : [value];
+    const items = parts.map((v) => v.trim()).filter((v) => v !== '');
+    if (items.length === 0) throw new InvalidArgumentError(`${name} must not be empty`);
+    return [...(previous ?? []), ...items];
+  };
+}
+
+function ownerDir(value: string): void {
+  const eq = value.indexOf('=');
+  if (eq < 1 || eq === value.length - 1) {
+    throw new InvalidArgumentError(`--work-dir takes OWNER=DIR, got "${value}"`);
+  }
+}
 
 /** Every option of `baton serve`, with its environment variable and default. */
 export function serveOptions(): Option[] {
@@ -153,6 +184,59 @@ export function serveOptions(): Option[] {
       .env('BATON_HEARTBEAT_S')
       .default(30)
       .argParser(wholeNumber('--heartbeat-s', 1, 3600)),
+    new Option(
+      '--sandbox <kind>',
+      'what jobs run in (default: bwrap when it works; several owners need it or an explicit none)',
+    )
+      .env('BATON_SANDBOX')
+      .choices(['bwrap', 'none']),
+    new Option(
+      '--job-network <on|off>',
+      'whether jobs reach the network (default: off with several owners, else on)',
+    )
+      .env('BATON_JOB_NETWORK')
+      .choices(['on', 'off']),
+    new Option('--job-env <name>', 'pass this server variable (or NAME=VALUE) to jobs; repeatable')
+      .env('BATON_JOB_ENV')
+      .default([])
+      .argParser(repeatable('--job-env', (v) => !v.includes('='))),
+    new Option('--job-cpu-s <s>', 'CPU seconds per job process (0: no limit)')
+      .env('BATON_JOB_CPU_S')
+      .default(3600)
+      .argParser(wholeNumber('--job-cpu-s', 0, 30 * 86_400)),
+    new Option('--job-memory-mb <mb>', 'writable memory per job process in MiB (0: no limit)')
+      .env('BATON_JOB_MEMORY_MB')
+      .default(4096)
+      .argParser(wholeNumber('--job-memory-mb', 0, 1024 * 1024)),
+    new Option('--job-processes <n>', 'processes of one job at once (0: no limit)')
+      .env('BATON_JOB_PROCESSES')
+      .default(512)
+      .argParser(wholeNumber('--job-processes', 0, 1_000_000)),
+    new Option(
+      '--job-file-mb <mb>',
+      'largest file a job writes, its output log too, in MiB (0: no limit)',
+    )
+      .env('BATON_JOB_FILE_MB')
+      .default(4096)
+      .argParser(wholeNumber('--job-file-mb', 0, 1024 * 1024 * 1024)),
+    new Option(
+      '--job-ro-path <dir>',
+      'host directory that sandboxed jobs see read-only; repeatable',
+    )
+      .env('BATON_JOB_RO_PATHS')
+      .default([])
+      .argParser(repeatable('--job-ro-path')),
+    new Option('--work-root <dir>', "holds each owner's work directory (default: <data>/work)")
+      .env('BATON_WORK_ROOT')
+      .argParser(nonEmpty('--work-root')),
+    new Option('--work-dir <owner=dir>', "an owner's work directory elsewhere; repeatable")
+      .env('BATON_WORK_DIRS')
+      .default([])
+      .argParser((value: string, previous: string[] | undefined) => {
+        const items = repeatable('--work-dir')(value, previous);
+        items.forEach(ownerDir);
+        return items;
+      }),
   ];
 }
 
@@ -191,6 +275,12 @@ export function crossCheck(options: ServeOptions): string | null {
   }
   if ((options.agent === 'openai' || options.agent === 'sse') && !options.agentUrl) {
     return `--agent ${options.agent} needs --agent-url (BATON_AGENT_URL)`;
+  }
+  if (options.sandbox === 'none' && options.jobNetwork === 'off') {
+    return '--job-network off needs --sandbox bwrap';
+  }
+  for (const path of options.jobRoPath ?? []) {
+    if (!path.startsWith('/')) return `--job-ro-path takes absolute paths, got "${path}"`;
   }
   return null;
 }

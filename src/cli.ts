@@ -22,7 +22,11 @@ import { PostgresStore } from './runtime/store/postgres.js';
 import { PgCoordinator } from './runtime/pg-coordinator.js';
 import type { Store } from './runtime/store/store.js';
 import { Baton } from './runtime/system.js';
-import { loadAuth, TokenConfigError } from './transport/auth.js';
+import { chooseSandbox, SandboxChoiceError } from './runtime/sandbox/choose-sandbox.js';
+import { JobEnvError, parseJobEnv } from './runtime/sandbox/job-env.js';
+import type { Sandbox } from './runtime/sandbox/sandbox.js';
+import { describeSandbox } from './runtime/sandbox/sandbox-config.js';
+import { loadAuth, TokenConfigError, type LoadedAuth } from './transport/auth.js';
 import { buildApp, VERSION } from './transport/http.js';
 import { createInspection, DEFAULT_INSPECTOR_URL } from './transport/inspect.js';
 
@@ -136,6 +140,7 @@ export async function serve(options: ServeOptions, logger: Logger): Promise<Runn
     throw new UsageError(error instanceof Error ? error.message : String(error));
   }
   const fellBack = !options.agent && !options.agentUrl;
+  const sandbox = await sandboxFor(options, dataDir, auth, logger);
 
   const inspect = inspectSetting(options.inspect) ?? { enabled: false, url: DEFAULT_INSPECTOR_URL };
   const inspectUrl = inspect.url;
@@ -146,6 +151,9 @@ export async function serve(options: ServeOptions, logger: Logger): Promise<Runn
     store,
     agent,
     dataDir,
+    sandbox,
+    ...(options.workRoot ? { workRoot: resolve(options.workRoot) } : {}),
+    workDirs: ownerWorkDirs(options.workDir),
     ...(coordinator ? { coordinator } : {}),
     logger: logger.child({ component: 'runtime' }),
     inspect: inspection.inspect,
@@ -210,12 +218,13 @@ export async function serve(options: ServeOptions, logger: Logger): Promise<Runn
       agentModel: agent.model,
       agentFallback: fellBack,
       store: options.store,
+      sandbox: describeSandbox(sandbox.config),
       ...(coordinator ? { hostId: coordinator.hostId } : {}),
       dataDir,
       inspect: inspection.inspect ? inspectUrl : null,
       version: VERSION,
     },
-    `baton listening on ${url} (${agentNote})`,
+    `baton listening on ${url} (${agentNote}; jobs ${sandboxNote(sandbox)})`,
   );
 
   let closing: Promise<void> | null = null;
@@ -229,6 +238,63 @@ export async function serve(options: ServeOptions, logger: Logger): Promise<Runn
       inspection.close();
     })());
   return { url, port, app, baton, close };
+}
+
+/**
+ * The sandbox the options and the machine allow (see chooseSandbox): a
+ * refusal is a one-line usage error, a fallback is a warning.
+ */
+async function sandboxFor(
+  options: ServeOptions,
+  dataDir: string,
+  auth: LoadedAuth,
+  logger: Logger,
+): Promise<Sandbox> {
+  const secrets = [
+    ...auth.secrets,
+    ...[options.agentKey, process.env['OPENAI_API_KEY']].filter((s): s is string => !!s),
+  ];
+  try {
+    const choice = await chooseSandbox({
+      kind: options.sandbox,
+      network: options.jobNetwork === undefined ? undefined : options.jobNetwork === 'on',
+      owners: auth.auth.owners().length,
+      env: parseJobEnv(options.jobEnv, secrets),
+      limits: {
+        cpuSeconds: options.jobCpuS,
+        memoryBytes: options.jobMemoryMb * 1024 * 1024,
+        processes: options.jobProcesses,
+        fileBytes: options.jobFileMb * 1024 * 1024,
+      },
+      readOnlyPaths: options.jobRoPath,
+      supportDir: join(dataDir, 'sandbox'),
+    });
+    for (const warning of choice.warnings)
+      logger.warn({ sandbox: choice.sandbox.config.kind }, warning);
+    return choice.sandbox;
+  } catch (error) {
+    if (error instanceof SandboxChoiceError || error instanceof JobEnvError) {
+      throw new UsageError(error.message);
+    }
+    throw error;
+  }
+}
+
+function sandboxNote(sandbox: Sandbox): string {
+  const { kind, network } = sandbox.config;
+  return kind === 'bwrap'
+    ? `sandboxed by bubblewrap, network ${network ? 'on' : 'off'}`
+    : 'not sandboxed';
+}
+
+/** `--work-dir OWNER=DIR` entries as a map. */
+function ownerWorkDirs(entries: readonly string[]): Record<string, string> {
+  const map: Record<string, string> = {};
+  for (const entry of entries) {
+    const eq = entry.indexOf('=');
+    map[entry.slice(0, eq)] = resolve(entry.slice(eq + 1));
+  }
+  return map;
 }
 
 /** Builds the `baton` program; `run` receives the parsed `serve` options. */

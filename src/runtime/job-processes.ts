@@ -5,13 +5,16 @@ import { RunningJobs, type JobLimits } from './job-limits.js';
 import { findJobWrapper } from './jobs/find-wrapper.js';
 import { ProcessRunner, type ProcessExit } from './jobs/process-runner.js';
 import type { Logger } from './policy.js';
+import type { Sandbox } from './sandbox/sandbox.js';
+import type { WorkDirs } from './sandbox/work-dirs.js';
 import type { JobRow } from './store/store.js';
 
 export interface JobProcessesOptions {
   /** Recorded with each process, so that another Baton process can tell whose it was. */
   hostId: string;
   dataDir: string;
-  workDir: string;
+  workDirs: WorkDirs;
+  sandbox: Sandbox;
   defaultTimeoutS: number;
   killGraceMs: number;
   limits: JobLimits;
@@ -67,12 +70,15 @@ export class JobProcesses {
     if (row.external || row.command === null) return;
     this.reserve(job);
     try {
+      const workDir = await this.options.workDirs.ensure(job.owner);
+      const cwd = row.cwd ?? workDir;
       const handle = await this.runner.start({
         jobId: job.id,
         command: row.command,
-        cwd: row.cwd ?? this.options.workDir,
+        cwd,
         timeoutS: row.timeoutS ?? this.options.defaultTimeoutS,
         dir: join(this.options.dataDir, 'jobs', job.id),
+        launch: (script) => this.options.sandbox.launch({ workDir, cwd, script }),
       });
       job.extras.process = {
         pid: handle.pid,
@@ -135,7 +141,7 @@ export class JobProcesses {
     const spec = {
       jobId: job.id,
       command: row.command,
-      cwd: row.cwd ?? this.options.workDir,
+      cwd: row.cwd ?? this.options.workDirs.of(job.owner),
       timeoutS: row.timeoutS ?? this.options.defaultTimeoutS,
       dir: info.dir,
       startedAt,

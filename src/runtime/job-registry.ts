@@ -1,3 +1,4 @@
+import type { WorkDirs } from './sandbox/work-dirs.js';
 import type { InspectionEvent } from 'xstate';
 import type { JobState } from '../machines/job.machine.js';
 import type { LockView } from '../machines/session.machine.js';
@@ -23,7 +24,8 @@ export interface JobRegistryDeps {
   ids: Ids;
   logger: Logger;
   policy: BatonPolicy;
-  workDir: string;
+  /** Each owner's work directory, which a job's `cwd` must not leave. */
+  workDirs: WorkDirs;
   /** Runs a commit in the session's write queue. */
   commit(sessionId: string, build: () => Batch | null): Promise<void>;
   inspect?: ((event: InspectionEvent) => void) | undefined;
@@ -107,7 +109,7 @@ export class JobRegistry {
     const external = 'external' in body;
     let cwd: string | null = null;
     if (!external) {
-      cwd = await resolveJobCwd(this.deps.workDir, body.cwd);
+      cwd = await resolveJobCwd(await this.deps.workDirs.ensure(owner), body.cwd);
     }
     const blocker = external ? null : processes.blocker(owner, sessionId);
     const row: JobRow = {

@@ -5,6 +5,7 @@ import type { Coordinator } from './coordinator.js';
 import type { Ids } from './ids.js';
 import type { BatonPolicy, Logger } from './policy.js';
 import type { LockRecord } from './session-locks.js';
+import type { Sandbox } from './sandbox/sandbox.js';
 import type { Store } from './store/store.js';
 
 export interface BatonOptions {
@@ -12,8 +13,15 @@ export interface BatonOptions {
   agent: Agent;
   /** Holds each job's directory (wrapper, log, exit file) under `jobs/`. */
   dataDir: string;
-  /** Working directory of jobs that name none, and of `run_command`. @defaultValue process.cwd() */
-  workDir?: string;
+  /**
+   * Holds each owner's work directory, `<workRoot>/<owner>/`: where that
+   * owner's jobs and `run_command` calls work. @defaultValue `<dataDir>/work`
+   */
+  workRoot?: string;
+  /** Owners whose work directory the operator places elsewhere: owner → directory. */
+  workDirs?: Readonly<Record<string, string>>;
+  /** What commands run in. @defaultValue no sandbox, a clean environment, the default limits */
+  sandbox?: Sandbox;
   policy?: Partial<BatonPolicy>;
   clock?: Clock;
   ids?: Ids;

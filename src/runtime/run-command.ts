@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import type { Launch } from './sandbox/sandbox.js';
 
 export interface CommandResult {
   output: string;
@@ -6,18 +7,21 @@ export interface CommandResult {
 }
 
 /**
- * Runs a short command for an agent's `run_command` tool: its own process
- * group, killed as a whole on abort or after `timeoutMs`, output capped to the
- * last `maxBytes` so a chatty command cannot grow memory.
+ * Runs a short command for an agent's `run_command` tool, as the sandbox
+ * launched it (`launch`: the owner's sandbox, a clean environment): its own
+ * process group, killed as a whole on abort or after `timeoutMs`, output
+ * capped to the last `maxBytes` so a chatty command cannot grow memory.
  */
 export function runCommand(
-  command: string,
+  launch: Launch,
   options: { cwd: string; signal: AbortSignal; timeoutMs?: number; maxBytes?: number },
 ): Promise<CommandResult> {
   const maxBytes = options.maxBytes ?? 16_384;
+  const [file, ...args] = launch.argv as [string, ...string[]];
   return new Promise((resolve) => {
-    const child = spawn('/bin/sh', ['-c', command], {
+    const child = spawn(file, args, {
       cwd: options.cwd,
+      env: launch.env,
       detached: true,
       stdio: ['ignore', 'pipe', 'pipe'],
     });

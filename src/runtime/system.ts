@@ -1,4 +1,4 @@
-import { resolve } from 'node:path';
+import { join } from 'node:path';
 import type { LockView } from '../machines/session.machine.js';
 import type { Agent, AgentTools } from './agents/agent.js';
 import { iso, systemClock, type Clock } from './clock.js';
@@ -16,6 +16,9 @@ import { startLiveTurn, type LiveTurnDeps } from './live-turn.js';
 import type { BatonOptions, CompleteJobBody, StartJobBody } from './options.js';
 import { resolvePolicy, silentLogger, type BatonPolicy, type Logger } from './policy.js';
 import { runCommand } from './run-command.js';
+import { Sandbox } from './sandbox/sandbox.js';
+import { NO_SANDBOX } from './sandbox/sandbox-config.js';
+import { WorkDirs } from './sandbox/work-dirs.js';
 import { SerialQueue } from './serial-queue.js';
 import { SessionWriter } from './session-writer.js';
 import { SessionLocks } from './session-locks.js';
@@ -67,7 +70,10 @@ export class Baton {
   private readonly jobs: JobRegistry;
   private readonly liveDeps: LiveTurnDeps;
   private readonly tail: FeedTail;
-  private readonly workDir: string;
+  /** Each owner's work directory. */
+  readonly workDirs: WorkDirs;
+  /** What jobs and `run_command` run in. */
+  readonly sandbox: Sandbox;
   private closing: Promise<void> | null = null;
 
   constructor(options: BatonOptions) {
@@ -78,7 +84,11 @@ export class Baton {
     this.clock = options.clock ?? systemClock;
     this.ids = options.ids ?? randomIds;
     this.logger = options.logger ?? silentLogger;
-    this.workDir = resolve(options.workDir ?? process.cwd());
+    this.workDirs = new WorkDirs(
+      options.workRoot ?? join(options.dataDir, 'work'),
+      options.workDirs ?? {},
+    );
+    this.sandbox = options.sandbox ?? new Sandbox(NO_SANDBOX, join(options.dataDir, 'sandbox'));
     this.tail = new FeedTail(this.store, this.feed, (error) =>
       this.logger.warn({ err: error }, 'feed tail failed'),
     );
@@ -95,7 +105,7 @@ export class Baton {
       ids: this.ids,
       logger: this.logger,
       policy: this.policy,
-      workDir: this.workDir,
+      workDirs: this.workDirs,
       commit,
       inspect: options.inspect,
       closing: () => this.closing !== null,
@@ -103,7 +113,8 @@ export class Baton {
     this.processes = new JobProcesses({
       hostId: this.coordinator.hostId,
       dataDir: options.dataDir,
-      workDir: this.workDir,
+      workDirs: this.workDirs,
+      sandbox: this.sandbox,
       defaultTimeoutS: this.policy.defaultJobTimeoutS,
       killGraceMs: this.policy.killGraceMs,
       limits: this.policy.limits,
@@ -483,7 +494,11 @@ export class Baton {
 
   private tools(owner: string, sessionId: string): AgentTools {
     return {
-      runCommand: (command, signal) => runCommand(command, { cwd: this.workDir, signal }),
+      runCommand: async (command, signal) => {
+        const workDir = await this.workDirs.ensure(owner);
+        const launch = this.sandbox.launch({ workDir, cwd: workDir, shellCommand: command });
+        return runCommand(launch, { cwd: workDir, signal });
+      },
       startBackgroundJob: async (command) => {
         const job = await this.startJob(owner, sessionId, { command });
         return { jobId: job.id };

@@ -124,6 +124,8 @@ export interface LoadedAuth {
   source: TokenSource;
   /** The token of owner {@link DEFAULT_OWNER} when there is one (printed at start), else null. */
   defaultToken: string | null;
+  /** Every token, so that the server can check nothing hands one to a job. */
+  secrets: string[];
 }
 
 /**
@@ -140,6 +142,7 @@ export async function loadAuth(options: LoadAuthOptions): Promise<LoadedAuth> {
       auth: new TokenAuth(entries),
       source: flag ? 'flag' : 'env',
       defaultToken: entries.find((e) => e.owner === DEFAULT_OWNER)?.token ?? null,
+      secrets: entries.map((e) => e.token),
     };
   }
   const { token, created } = await tokenFile(options.dataDir);
@@ -147,6 +150,7 @@ export async function loadAuth(options: LoadAuthOptions): Promise<LoadedAuth> {
     auth: new TokenAuth([{ owner: DEFAULT_OWNER, token }]),
     source: created ? 'generated' : 'file',
     defaultToken: token,
+    secrets: [token],
   };
 }
 

@@ -4,6 +4,7 @@
  * listen on port 0.
  */
 
+import { describeSandbox } from '../runtime/sandbox/sandbox-config.js';
 import { readFileSync } from 'node:fs';
 import Fastify, {
   LogController,
@@ -166,6 +167,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     version: VERSION,
     owner: request.owner,
     agent: { kind: baton.agent.kind, model: baton.agent.model },
+    sandbox: describeSandbox(baton.sandbox.config),
     inspectUrl: deps.inspectUrl ?? null,
   }));
   const openApi = openApiDocument(VERSION);

@@ -267,7 +267,7 @@ export function openApiDocument(version: string): Json {
       },
       '/v1/info': {
         get: authed({
-          summary: 'version, agent and inspector address',
+          summary: 'version, agent, job sandbox and inspector address',
           responses: { ...ok(200, { type: 'object' }), ...errors(401) },
         }),
       },

@@ -9,8 +9,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startBaton } from './baton-process.js';
-import type { BatonProcess } from './baton-process.js';
+import { startBaton } from '../support/baton-process.js';
+import type { BatonProcess } from '../support/baton-process.js';
 import {
   apiClient,
   createSessionInPage,

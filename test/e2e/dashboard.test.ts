@@ -11,8 +11,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { REPO_ROOT, startBaton } from './baton-process.js';
-import type { BatonProcess } from './baton-process.js';
+import { REPO_ROOT, startBaton } from '../support/baton-process.js';
+import type { BatonProcess } from '../support/baton-process.js';
 import {
   apiClient,
   createSessionInPage,

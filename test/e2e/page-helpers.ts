@@ -7,7 +7,7 @@ import { existsSync } from 'node:fs';
 import { chromium } from 'playwright-core';
 import type { Browser, Page } from 'playwright-core';
 import { expect } from 'vitest';
-import type { BatonProcess } from './baton-process.js';
+import type { BatonProcess } from '../support/baton-process.js';
 
 export const CHROMIUM = '/usr/bin/chromium';
 

@@ -32,7 +32,6 @@ export async function startTestBaton(
     store,
     agent: options.agent ?? new OfflineAgent(),
     dataDir: dir,
-    workDir: options.workDir ?? dir,
     policy: { retryBaseMs: 20, retryMaxMs: 200, killGraceMs: 200, drainMs: 500, ...options.policy },
   });
   await baton.recover();

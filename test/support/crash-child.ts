@@ -34,7 +34,6 @@ const baton = new Baton({
   store,
   agent: new SlowAgent(),
   dataDir: dir,
-  workDir: dir,
   policy: { retryBaseMs: 5, retryMaxMs: 50, maxAttempts: 20, killGraceMs: 100, drainMs: 200 },
 });
 await baton.recover();

@@ -17,8 +17,9 @@ describe('HTTP API: a job cwd outside the work dir', () => {
   beforeAll(async () => {
     s = await startServer();
     outside = mkdtempSync(join(tmpdir(), 'baton-outside-'));
-    mkdirSync(join(s.t.dir, 'sub'));
-    symlinkSync(outside, join(s.t.dir, 'escape'));
+    const work = await s.t.baton.workDirs.ensure('alice');
+    mkdirSync(join(work, 'sub'));
+    symlinkSync(outside, join(work, 'escape'));
     const res = await s.call('POST', '/v1/sessions', { body: {} });
     sessionId = String(field(res.body, 'id'));
   });

@@ -35,6 +35,7 @@ import {
 import type { KillReason } from './wrapper.js';
 
 import { decideOutcome } from './process-types.js';
+import { jobEnvironment } from '../sandbox/job-env.js';
 import { newWatch, type Watch } from './process-watch.js';
 import type {
   ExitListener,
@@ -95,10 +96,16 @@ export class ProcessRunner {
       await prepareJobDir(dir, spec.command);
       this.assertOpen();
 
-      const child = spawn('/bin/sh', [join(dir, JOB_FILES.wrapper), dir, cwd], {
+      const commandFile = join(dir, JOB_FILES.command);
+      const launch = spec.launch?.(commandFile) ?? {
+        argv: ['/bin/sh', commandFile],
+        env: jobEnvironment('none', cwd, {}),
+      };
+      const child = spawn('/bin/sh', [join(dir, JOB_FILES.wrapper), dir, cwd, ...launch.argv], {
         cwd: dir,
         detached: true,
         stdio: 'ignore',
+        env: launch.env,
       });
       const pid = child.pid;
       if (pid === undefined) {

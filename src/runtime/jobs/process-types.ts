@@ -17,6 +17,12 @@ export interface ProcessSpec {
   dir: string;
   /** Epoch ms the deadline counts from, for `adopt`; defaults to the handle's `startedAt`. */
   startedAt?: number;
+  /**
+   * The program that runs the command file (given its path) and the whole
+   * environment it gets: the sandbox's launcher. By default `sh <file>` with
+   * a clean environment (never the server's).
+   */
+  launch?: (commandFile: string) => { argv: string[]; env: Record<string, string> };
 }
 
 /** What the runtime stores to find a running job again after a restart. */

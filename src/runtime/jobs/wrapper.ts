@@ -8,9 +8,10 @@
  * reader never sees a half-written status.
  *
  * The command itself is never interpolated into shell text: it is written
- * verbatim to `command.sh` and run as `sh command.sh`, and the job directory
- * and working directory arrive as positional arguments through `execve`, so
- * quotes, `$`, backslashes and newlines reach the shell exactly as given.
+ * verbatim to `command.sh` and run as `sh command.sh` (in the sandbox, where
+ * that file is bound read-only), and the job directory, working directory and
+ * launcher arrive as positional arguments through `execve`, so quotes, `$`,
+ * backslashes and newlines reach the shell exactly as given.
  *
  * This module also owns the rest of that on-disk protocol: preparing the
  * directory, and reading the exit file and the kill markers.
@@ -46,7 +47,9 @@ export const JOB_FILES = {
 export const CWD_FAILED_EXIT_CODE = 126;
 
 /**
- * The text of the wrapper, run as `/bin/sh run.sh <job dir> <cwd>`.
+ * The text of the wrapper, run as `/bin/sh run.sh <job dir> <cwd> <program...>`.
+ * The program (the sandbox's launcher ending in `sh <command file>`) comes
+ * as separate arguments through `execve`, so nothing of it is shell text.
  *
  * `sh` reports a command killed by signal n as status 128+n, which is what
  * ends up in the exit file. The wrapper does not trap signals: when the
@@ -54,12 +57,13 @@ export const CWD_FAILED_EXIT_CODE = 126;
  * file, so the marker files decide the outcome.
  */
 export function wrapperScript(): string {
-  return `# Baton job wrapper: runs command.sh and records its exit status.
-# Usage: /bin/sh run.sh <job dir> <working dir>
+  return `# Baton job wrapper: runs the job's program and records its exit status.
+# Usage: /bin/sh run.sh <job dir> <working dir> <program> [args...]
 d=$1
 echo $$ >"$d/${JOB_FILES.pid}.tmp" && mv -f "$d/${JOB_FILES.pid}.tmp" "$d/${JOB_FILES.pid}"
 if cd "$2" 2>>"$d/${JOB_FILES.output}"; then
-  sh "$d/${JOB_FILES.command}" </dev/null >>"$d/${JOB_FILES.output}" 2>&1
+  shift 2
+  "$@" </dev/null >>"$d/${JOB_FILES.output}" 2>&1
   code=$?
 else
   code=${CWD_FAILED_EXIT_CODE}

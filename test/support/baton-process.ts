@@ -7,13 +7,14 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
 
-/** The repository root (this file is test/e2e/baton-process.ts). */
+/** The repository root (this file is test/support/baton-process.ts). */
 export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
 /** A running `baton serve`. */
 export interface BatonProcess {
   child: ChildProcess;
   port: number;
+  /** The default owner's token as printed; '' when only named owners (BATON_TOKENS) have tokens. */
   token: string;
   /** `http://127.0.0.1:<port>` */
   url: string;
@@ -33,6 +34,8 @@ export interface StartOptions {
   timeoutMs?: number;
   /** Agent and policy options. @defaultValue ['--agent', 'offline'] */
   extraArgs?: string[];
+  /** Environment variables of the server, besides the test machine's (never its BATON_* ones). */
+  env?: Record<string, string>;
 }
 
 interface ListeningLine {
@@ -50,6 +53,7 @@ export async function startBaton(options: StartOptions): Promise<BatonProcess> {
     if (!key.startsWith('BATON_') && key !== 'OPENAI_API_KEY') env[key] = value;
   }
   env['BATON_LOG_LEVEL'] = 'info';
+  Object.assign(env, options.env);
   const child = spawn(
     process.execPath,
     [
@@ -102,7 +106,11 @@ export async function startBaton(options: StartOptions): Promise<BatonProcess> {
         } catch {
           return;
         }
-        if (typeof parsed.port === 'number' && typeof parsed.token === 'string') {
+        if (
+          typeof parsed.port === 'number' &&
+          typeof parsed.msg === 'string' &&
+          parsed.msg.startsWith('baton listening')
+        ) {
           clearTimeout(timer);
           resolve(parsed);
         }
@@ -120,7 +128,7 @@ export async function startBaton(options: StartOptions): Promise<BatonProcess> {
   });
 
   const port = listening.port as number;
-  const token = listening.token as string;
+  const token = typeof listening.token === 'string' ? listening.token : '';
   const url = `http://127.0.0.1:${port}`;
   const dashboard =
     typeof listening.dashboard === 'string'
