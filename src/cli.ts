@@ -152,7 +152,7 @@ export async function serve(options: ServeOptions, logger: Logger): Promise<Runn
     agent,
     dataDir,
     sandbox,
-    ...(options.workRoot ? { workRoot: resolve(options.workRoot) } : {}),
+    workRoot: workRootOf(options, dataDir),
     workDirs: ownerWorkDirs(options.workDir),
     ...(coordinator ? { coordinator } : {}),
     logger: logger.child({ component: 'runtime' }),
@@ -268,6 +268,7 @@ async function sandboxFor(
       },
       readOnlyPaths: options.jobRoPath,
       supportDir: join(dataDir, 'sandbox'),
+      workRoot: workRootOf(options, dataDir),
     });
     for (const warning of choice.warnings)
       logger.warn({ sandbox: choice.sandbox.config.kind }, warning);
@@ -285,6 +286,10 @@ function sandboxNote(sandbox: Sandbox): string {
   return kind === 'bwrap'
     ? `sandboxed by bubblewrap, network ${network ? 'on' : 'off'}`
     : 'not sandboxed';
+}
+
+function workRootOf(options: ServeOptions, dataDir: string): string {
+  return options.workRoot ? resolve(options.workRoot) : join(dataDir, 'work');
 }
 
 /** `--work-dir OWNER=DIR` entries as a map. */

@@ -9,7 +9,8 @@ export interface CommandResult {
 /**
  * Runs a short command for an agent's `run_command` tool, as the sandbox
  * launched it (`launch`: the owner's sandbox, a clean environment): its own
- * process group, killed as a whole on abort or after `timeoutMs`, output
+ * process group, killed as a whole when the command exits (what it left in
+ * the background goes too), on abort or after `timeoutMs`, output
  * capped to the last `maxBytes` so a chatty command cannot grow memory.
  */
 export function runCommand(
@@ -59,6 +60,9 @@ export function runCommand(
       const head = dropped > 0 ? `…[${dropped} earlier bytes dropped]…\n` : '';
       resolve({ output: head + text + extra, exitCode });
     };
+    // What the command left running in its group (or sandbox) must not hold
+    // the pipes open, and does not outlive the tool call.
+    child.once('exit', kill);
     child.on('error', (error) => done(null, `\n${error.message}`));
     child.on('close', (code, signal) => done(code ?? (signal ? 128 : null)));
   });

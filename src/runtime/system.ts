@@ -84,11 +84,12 @@ export class Baton {
     this.clock = options.clock ?? systemClock;
     this.ids = options.ids ?? randomIds;
     this.logger = options.logger ?? silentLogger;
+    this.sandbox = options.sandbox ?? new Sandbox(NO_SANDBOX, join(options.dataDir, 'sandbox'));
     this.workDirs = new WorkDirs(
       options.workRoot ?? join(options.dataDir, 'work'),
       options.workDirs ?? {},
+      this.sandbox.config.runAs,
     );
-    this.sandbox = options.sandbox ?? new Sandbox(NO_SANDBOX, join(options.dataDir, 'sandbox'));
     this.tail = new FeedTail(this.store, this.feed, (error) =>
       this.logger.warn({ err: error }, 'feed tail failed'),
     );

@@ -19,9 +19,13 @@ export interface CrashSummary {
 }
 
 function start(dir: string, sessions: number, perSession: number): ChildProcess {
-  return spawn(process.execPath, ['--import', 'tsx', child, dir, String(sessions), String(perSession)], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
+  return spawn(
+    process.execPath,
+    ['--import', 'tsx', child, dir, String(sessions), String(perSession)],
+    {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    },
+  );
 }
 
 function exited(proc: ChildProcess): Promise<void> {
@@ -86,7 +90,8 @@ async function count(dir: string, kills: number): Promise<Omit<CrashSummary, 'ki
       const answers = new Map<string, number>();
       for (const m of messages) {
         const ids = (m.metadata['bgJobIds'] as string[] | undefined) ?? [m.metadata['bgJobId']];
-        for (const id of ids) if (typeof id === 'string') answers.set(id, (answers.get(id) ?? 0) + 1);
+        for (const id of ids)
+          if (typeof id === 'string') answers.set(id, (answers.get(id) ?? 0) + 1);
       }
       for (const job of jobs.filter((j) => j.sessionId === session.id)) {
         const n = answers.get(job.id) ?? 0;
@@ -99,13 +104,23 @@ async function count(dir: string, kills: number): Promise<Omit<CrashSummary, 'ki
         const m = messages[i]!;
         if (m.role !== 'user') continue;
         const answer = messages.findIndex(
-          (a, k) => k > i && a.role === 'assistant' && a.metadata['turnId'] === m.metadata['turnId'],
+          (a, k) =>
+            k > i && a.role === 'assistant' && a.metadata['turnId'] === m.metadata['turnId'],
         );
         if (answer === -1) continue;
-        if (messages.slice(i + 1, answer).some((b) => b.metadata['bgJobId'] !== undefined)) interleaved++;
+        if (messages.slice(i + 1, answer).some((b) => b.metadata['bgJobId'] !== undefined))
+          interleaved++;
       }
     }
-    return { kills, jobs: jobs.length, lost, duplicated, interleaved, orphans: orphans(dir), unfinished };
+    return {
+      kills,
+      jobs: jobs.length,
+      lost,
+      duplicated,
+      interleaved,
+      orphans: orphans(dir),
+      unfinished,
+    };
   } finally {
     await store.close();
   }

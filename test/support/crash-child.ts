@@ -49,7 +49,9 @@ for (const [index, session] of sessions.entries()) {
   const jobs = await store.listJobs({ sessionId: session.id });
   for (let i = jobs.length; i < perSession; i++) {
     if (i % 2 === 0) {
-      await baton.startJob(owner, session.id, { command: `sleep 0.0${(i + index) % 10}; echo job ${i}` });
+      await baton.startJob(owner, session.id, {
+        command: `sleep 0.0${(i + index) % 10}; echo job ${i}`,
+      });
     } else {
       await baton.startJob(owner, session.id, { external: true, name: `ext ${i}` });
     }
@@ -59,7 +61,9 @@ for (const [index, session] of sessions.entries()) {
 const completeExternal = async () => {
   for (const job of await store.listJobs({ owner, state: 'running' })) {
     if (job.external) {
-      await baton.completeJob(owner, job.id, { exitCode: 0, output: `done ${job.id}` }).catch(() => {});
+      await baton
+        .completeJob(owner, job.id, { exitCode: 0, output: `done ${job.id}` })
+        .catch(() => {});
     }
   }
 };
@@ -67,7 +71,10 @@ await completeExternal();
 
 const timer = setInterval(async () => {
   const jobs = await store.listJobs({ owner });
-  if (jobs.length >= targetSessions * perSession && jobs.every((j) => FINAL_JOB_STATES.includes(j.state))) {
+  if (
+    jobs.length >= targetSessions * perSession &&
+    jobs.every((j) => FINAL_JOB_STATES.includes(j.state))
+  ) {
     clearInterval(timer);
     process.stdout.write('final\n');
   }

@@ -10,8 +10,12 @@
  * namespace with every capability dropped, so it cannot remount what it sees.
  *
  * Each file of `/etc` is chosen: the user namespace maps the job's user to
- * the server's, so a root-only file such as `/etc/shadow` would be readable
- * inside if it were bound.
+ * the user bwrap runs as, which owns what it owns on the host; a file such
+ * as `/etc/shadow` must never be bound.
+ *
+ * The job's script and the sandbox's passwd and group come in on file
+ * descriptors ({@link SANDBOX_FDS}) that the launcher opened before giving up
+ * root, so bwrap needs no access to the job's directory in the data dir.
  */
 import { lstatSync, readlinkSync } from 'node:fs';
 import type { SandboxConfig } from './sandbox-config.js';
@@ -22,6 +26,8 @@ export const SANDBOX_HOME = '/work';
 export const SANDBOX_UID = 1000;
 /** Where a job's script is bound, read-only, inside the sandbox. */
 export const SANDBOX_SCRIPT = '/run/baton/command.sh';
+/** The descriptors bwrap reads the script, passwd and group from (opened by the launcher). */
+export const SANDBOX_FDS = { script: 3, passwd: 4, group: 5 } as const;
 
 /** What a shell and common tools read from `/etc`; bound when present. */
 const SYSTEM_ETC = [
@@ -70,10 +76,8 @@ export interface BwrapSpec {
   workDir: string;
   /** The working directory as the job sees it (under {@link SANDBOX_HOME}). */
   cwd: string;
-  /** Host directory holding the sandbox's `passwd` and `group`. */
-  etcDir: string;
-  /** Host script bound read-only at {@link SANDBOX_SCRIPT}, when the job runs one. */
-  script?: string | undefined;
+  /** Whether a script comes in on {@link SANDBOX_FDS}.script, to appear at {@link SANDBOX_SCRIPT}. */
+  script: boolean;
   /** Every variable the job gets; the server's environment is cleared. */
   env: Readonly<Record<string, string>>;
 }
@@ -84,6 +88,8 @@ export function bwrapArgs(config: SandboxConfig, spec: BwrapSpec): string[] {
     '--unshare-all',
     ...(config.network ? ['--share-net'] : []),
     '--unshare-user',
+    // No nested user namespaces: the job gets no capabilities anywhere, not even its own.
+    '--disable-userns',
     '--uid',
     String(SANDBOX_UID),
     '--gid',
@@ -100,12 +106,12 @@ export function bwrapArgs(config: SandboxConfig, spec: BwrapSpec): string[] {
   ];
   const etc = config.network ? [...SYSTEM_ETC, ...NETWORK_ETC] : SYSTEM_ETC;
   for (const name of etc) args.push('--ro-bind-try', `/etc/${name}`, `/etc/${name}`);
-  args.push('--ro-bind', `${spec.etcDir}/passwd`, '/etc/passwd');
-  args.push('--ro-bind', `${spec.etcDir}/group`, '/etc/group');
+  args.push('--ro-bind-data', String(SANDBOX_FDS.passwd), '/etc/passwd');
+  args.push('--ro-bind-data', String(SANDBOX_FDS.group), '/etc/group');
   for (const path of config.readOnlyPaths) args.push('--ro-bind', path, path);
   args.push('--proc', '/proc', '--dev', '/dev', '--tmpfs', '/tmp', '--tmpfs', '/run');
   args.push('--bind', spec.workDir, SANDBOX_HOME);
-  if (spec.script !== undefined) args.push('--ro-bind', spec.script, SANDBOX_SCRIPT);
+  if (spec.script) args.push('--ro-bind-data', String(SANDBOX_FDS.script), SANDBOX_SCRIPT);
   for (const [name, value] of Object.entries(spec.env)) args.push('--setenv', name, value);
   args.push('--chdir', spec.cwd, '--');
   return args;

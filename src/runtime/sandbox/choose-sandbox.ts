@@ -11,10 +11,10 @@
  * "Works" is tried, not assumed: a real sandboxed command must run and answer.
  */
 import { execFile } from 'node:child_process';
-import { mkdir, rm } from 'node:fs/promises';
-import { join } from 'node:path';
+import { rm } from 'node:fs/promises';
 import { Sandbox, type SandboxTools } from './sandbox.js';
-import type { ResourceLimits, SandboxConfig, SandboxKind } from './sandbox-config.js';
+import type { JobUser, ResourceLimits, SandboxConfig, SandboxKind } from './sandbox-config.js';
+import { WorkDirs } from './work-dirs.js';
 
 export const INSTALL_HINT = 'apt-get install bubblewrap';
 const PROBE_ANSWER = 'baton-sandbox-ok';
@@ -24,13 +24,21 @@ export class SandboxChoiceError extends Error {
   override readonly name = 'SandboxChoiceError';
 }
 
+/** The host user of a root server's jobs unless told otherwise: `nobody`. */
+export const NOBODY: JobUser = { uid: 65534, gid: 65534 };
+
 /**
- * Runs one command in the sandbox; null when it answered, else why not (one line).
- * `scratch` is a directory the probe may create and remove.
+ * Runs one command in the sandbox, in a work directory made the way owners'
+ * are; null when it answered, else why not (one line).
  */
-export async function probeSandbox(sandbox: Sandbox, scratch: string): Promise<string | null> {
-  const workDir = join(scratch, 'work');
-  await mkdir(workDir, { recursive: true });
+export async function probeSandbox(sandbox: Sandbox, workRoot: string): Promise<string | null> {
+  const dirs = new WorkDirs(workRoot, {}, sandbox.config.runAs);
+  let workDir: string;
+  try {
+    workDir = await dirs.ensure(`.probe-${process.pid}`);
+  } catch (error) {
+    return `cannot make a work directory: ${error instanceof Error ? error.message : String(error)}`;
+  }
   const launch = sandbox.launch({ workDir, cwd: workDir, shellCommand: `echo ${PROBE_ANSWER}` });
   const [file, ...args] = launch.argv as [string, ...string[]];
   try {
@@ -44,7 +52,7 @@ export async function probeSandbox(sandbox: Sandbox, scratch: string): Promise<s
       });
     });
   } finally {
-    await rm(scratch, { recursive: true, force: true });
+    await rm(workDir, { recursive: true, force: true });
   }
 }
 
@@ -57,8 +65,15 @@ export interface SandboxRequest {
   env: Readonly<Record<string, string>>;
   limits: ResourceLimits;
   readOnlyPaths: readonly string[];
-  /** The sandbox's own files (passwd, group) and the probe's scratch space. */
+  /**
+   * The host user jobs run as under bwrap; undefined: {@link NOBODY} when the
+   * server is root, else the server's own user.
+   */
+  runAs?: JobUser | undefined;
+  /** The sandbox's own files (passwd, group). */
   supportDir: string;
+  /** Where owners' work directories are made; the probe makes one there too. */
+  workRoot: string;
   /** Where to find bwrap and prlimit; tests point these elsewhere. */
   tools?: SandboxTools;
 }
@@ -72,6 +87,7 @@ export interface SandboxChoice {
 /** See the module comment. Throws {@link SandboxChoiceError} when the server must not start. */
 export async function chooseSandbox(request: SandboxRequest): Promise<SandboxChoice> {
   const warnings: string[] = [];
+  const root = process.getuid?.() === 0;
   const make = (kind: SandboxKind, network: boolean): Sandbox => {
     const config: SandboxConfig = {
       kind,
@@ -79,6 +95,7 @@ export async function chooseSandbox(request: SandboxRequest): Promise<SandboxCho
       env: request.env,
       limits: request.limits,
       readOnlyPaths: request.readOnlyPaths,
+      runAs: kind === 'none' ? null : (request.runAs ?? (root ? NOBODY : null)),
     };
     return new Sandbox(config, request.supportDir, request.tools);
   };
@@ -96,7 +113,7 @@ export async function chooseSandbox(request: SandboxRequest): Promise<SandboxCho
     return withLimitWarning(make('none', true), warnings);
   }
 
-  const reason = await bwrapProblem(() => make('bwrap', network), request.supportDir);
+  const reason = await bwrapProblem(() => make('bwrap', network), request.workRoot);
   if (reason === null) return withLimitWarning(make('bwrap', network), warnings);
   if (request.kind === 'bwrap') {
     throw new SandboxChoiceError(
@@ -119,14 +136,14 @@ export async function chooseSandbox(request: SandboxRequest): Promise<SandboxCho
   return withLimitWarning(make('none', true), warnings);
 }
 
-async function bwrapProblem(make: () => Sandbox, supportDir: string): Promise<string | null> {
+async function bwrapProblem(make: () => Sandbox, workRoot: string): Promise<string | null> {
   let sandbox: Sandbox;
   try {
     sandbox = make();
   } catch (error) {
     return error instanceof Error ? error.message : String(error);
   }
-  return probeSandbox(sandbox, join(supportDir, `probe-${process.pid}`));
+  return probeSandbox(sandbox, workRoot);
 }
 
 function withLimitWarning(sandbox: Sandbox, warnings: string[]): SandboxChoice {

@@ -40,6 +40,19 @@ export interface SandboxConfig {
   limits: ResourceLimits;
   /** Host directories a `bwrap` job sees read-only at the same path, besides the system's. */
   readOnlyPaths: readonly string[];
+  /**
+   * The host user that bwrap and the job run as, when the server runs as
+   * root: never root, so that the kernel's per-user process limit holds and
+   * a job is nobody on the host even outside its namespaces. Null keeps the
+   * server's user (a server that is not root).
+   */
+  runAs: JobUser | null;
+}
+
+/** A host user and group id. */
+export interface JobUser {
+  uid: number;
+  gid: number;
 }
 
 /** The runtime's default when nothing is configured: no sandbox, a clean environment, the limits. */
@@ -49,6 +62,7 @@ export const NO_SANDBOX: SandboxConfig = {
   env: {},
   limits: DEFAULT_RESOURCE_LIMITS,
   readOnlyPaths: [],
+  runAs: null,
 };
 
 /** One line for logs and `GET /v1/info`. */
@@ -56,6 +70,12 @@ export function describeSandbox(config: SandboxConfig): {
   kind: SandboxKind;
   network: boolean;
   limits: ResourceLimits;
+  uid: number | null;
 } {
-  return { kind: config.kind, network: config.network, limits: config.limits };
+  return {
+    kind: config.kind,
+    network: config.network,
+    limits: config.limits,
+    uid: config.runAs?.uid ?? null,
+  };
 }

@@ -7,7 +7,13 @@
  */
 import { accessSync, constants, mkdirSync, writeFileSync } from 'node:fs';
 import { delimiter, isAbsolute, join, relative } from 'node:path';
-import { SANDBOX_HOME, SANDBOX_SCRIPT, bwrapArgs, sandboxEtcFiles } from './bwrap-args.js';
+import {
+  SANDBOX_FDS,
+  SANDBOX_HOME,
+  SANDBOX_SCRIPT,
+  bwrapArgs,
+  sandboxEtcFiles,
+} from './bwrap-args.js';
 import { jobEnvironment } from './job-env.js';
 import type { ResourceLimits, SandboxConfig } from './sandbox-config.js';
 
@@ -59,7 +65,27 @@ function limitArgs(limits: ResourceLimits): string[] {
 export interface SandboxTools {
   bwrap: string | null;
   prlimit: string | null;
+  /** Drops root before bwrap starts (util-linux). */
+  setpriv: string | null;
 }
+
+/** The tools as installed on this machine. */
+export function installedTools(): SandboxTools {
+  return {
+    bwrap: findExecutable('bwrap'),
+    prlimit: findExecutable('prlimit'),
+    setpriv: findExecutable('setpriv'),
+  };
+}
+
+/**
+ * Opens the script, passwd and group on the descriptors bwrap reads them
+ * from, while still the server's user (they live in the data dir, which the
+ * job's user cannot enter), then becomes the rest of its arguments.
+ */
+const OPENER =
+  `f=$1 p=$2 g=$3; shift 3; ` +
+  `exec "$@" ${SANDBOX_FDS.script}<"$f" ${SANDBOX_FDS.passwd}<"$p" ${SANDBOX_FDS.group}<"$g"`;
 
 /** See the module comment. */
 export class Sandbox {
@@ -73,14 +99,14 @@ export class Sandbox {
   constructor(
     readonly config: SandboxConfig,
     supportDir: string,
-    readonly tools: SandboxTools = {
-      bwrap: findExecutable('bwrap'),
-      prlimit: findExecutable('prlimit'),
-    },
+    readonly tools: SandboxTools = installedTools(),
   ) {
     this.etcDir = join(supportDir, 'etc');
     if (config.kind === 'bwrap' && tools.bwrap === null) {
       throw new Error('bubblewrap (bwrap) is not installed');
+    }
+    if (config.kind === 'bwrap' && config.runAs !== null && tools.setpriv === null) {
+      throw new Error('setpriv (util-linux) is not installed, and jobs must not run as root');
     }
   }
 
@@ -111,17 +137,45 @@ export class Sandbox {
     const args = bwrapArgs(this.config, {
       workDir: spec.workDir,
       cwd,
-      etcDir: this.etcDir,
-      script: spec.script,
+      script: spec.script !== undefined,
       env,
     });
-    return { argv: [this.tools.bwrap as string, ...args, ...limited], env };
+    const runAs = this.config.runAs;
+    const dropRoot =
+      runAs === null
+        ? []
+        : [
+            this.tools.setpriv as string,
+            `--reuid=${runAs.uid}`,
+            `--regid=${runAs.gid}`,
+            '--clear-groups',
+            '--',
+          ];
+    const files = [
+      spec.script ?? '/dev/null',
+      join(this.etcDir, 'passwd'),
+      join(this.etcDir, 'group'),
+    ];
+    return {
+      argv: [
+        '/bin/sh',
+        '-c',
+        OPENER,
+        'baton-sandbox',
+        ...files,
+        ...dropRoot,
+        this.tools.bwrap as string,
+        ...args,
+        ...limited,
+      ],
+      env,
+    };
   }
 
   /** Writes the sandbox's passwd and group once. */
   private prepare(): void {
     if (this.prepared) return;
-    mkdirSync(this.etcDir, { recursive: true });
+    mkdirSync(this.etcDir, { recursive: true, mode: 0o700 });
     const files = sandboxEtcFiles();
     writeFileSync(join(this.etcDir, 'passwd'), files.passwd);
     writeFileSync(join(this.etcDir, 'group'), files.group);

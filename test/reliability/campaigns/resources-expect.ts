@@ -24,9 +24,13 @@ export async function resourcesCampaign(size: {
   expect(groups).toMatchObject({
     timedOut: size.forkingJobs,
     succeeded: size.forkingJobs,
-    followedUp: 2 * size.forkingJobs,
+    followedUp: 2 * size.forkingJobs + 1,
     survivors: [],
+    bombOutcome: 'timedOut',
   });
+  // Its processes in the sandbox, plus the wrapper and bwrap's own outside it.
+  expect(groups.bombPeak).toBeGreaterThan(groups.bombLimit / 2);
+  expect(groups.bombPeak).toBeLessThanOrEqual(groups.bombLimit + 2);
 
   const mount = mountTmpfs('4m');
   let disk: DiskSummary;
