@@ -57,6 +57,7 @@ const chat = new ChatView(el.messages, { onRetryJob: (jobId) => void jobAction(j
 const jobs = new JobsView(el.jobs, {
   cancel: (jobId) => jobAction(jobId, 'cancel'),
   retry: (jobId) => jobAction(jobId, 'retry'),
+  output: (jobId, since) => api.jobOutput(jobId, since),
 });
 
 const feed = new EventFeed({
@@ -159,6 +160,9 @@ function onFrame(frame) {
       jobs.applyState(frame.jobId, sid, /** @type {any} */ (frame.data), frame.at);
       chat.onJobState(frame.jobId, String(frame.data?.state));
       refreshJobSoon(frame.jobId);
+      return;
+    case 'job.output':
+      if (frame.jobId) jobs.liveOutput(frame.jobId, /** @type {any} */ (frame.data));
       return;
     default:
       chat.onFrame(frame);

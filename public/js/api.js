@@ -114,6 +114,8 @@ export function createApi(getToken, onUnauthorized) {
     listJobs: (sessionId) => call('GET', `/v1/jobs?sessionId=${id(sessionId)}`),
     /** @param {string} jobId */
     getJob: (jobId) => call('GET', `/v1/jobs/${id(jobId)}`),
+    /** @param {string} jobId @param {number} since */
+    jobOutput: (jobId, since) => call('GET', `/v1/jobs/${id(jobId)}/output?since=${since}`),
     /** @param {string} jobId */
     cancelJob: (jobId) => call('POST', `/v1/jobs/${id(jobId)}/cancel`),
     /** @param {string} jobId */

@@ -1,5 +1,6 @@
 // The jobs of one session: each a card with its lifecycle picture, why it
-// waits, outcome, exit code, attempts, the output tail and cancel/retry.
+// waits, outcome, exit code, attempts, the output tail (live while the job
+// runs, from `job.output` frames) and cancel/retry.
 
 import { clock, h } from './dom.js';
 import { FINAL_STATES, lifecycleSvg, updateLifecycle } from './lifecycle.js';
@@ -11,17 +12,25 @@ import { FINAL_STATES, lifecycleSvg, updateLifecycle } from './lifecycle.js';
  *   followedUpAt: string | null, history: { state: string, at: string }[], why: string }} Job
  * @typedef {{ el: HTMLElement, svg: SVGElement, fields: Record<string, HTMLElement>,
  *   cancel: HTMLButtonElement, retry: HTMLButtonElement, error: HTMLElement }} Card
+ * @typedef {{ output: string, since: number, next: number, size: number }} OutputPart
+ * @typedef {{ text: string, next: number, reading: boolean }} LiveOutput
  */
+
+/** How much of a running job's output a card keeps. */
+const LIVE_CHARS = 16 * 1024;
 
 export class JobsView {
   /**
    * @param {HTMLElement} list
-   * @param {{ cancel: (jobId: string) => Promise<Job | null>, retry: (jobId: string) => Promise<Job | null> }} actions
-   *   each resolves to the job as the API answered, or null when the feed has moved it since
+   * @param {{ cancel: (jobId: string) => Promise<Job | null>, retry: (jobId: string) => Promise<Job | null>,
+   *   output: (jobId: string, since: number) => Promise<OutputPart> }} actions
+   *   cancel and retry resolve to the job as the API answered, or null when the feed has moved it since
    */
   constructor(list, actions) {
     this.list = list;
     this.actions = actions;
+    /** @type {Map<string, LiveOutput>} what a running job has printed, as far as the page knows */
+    this.live = new Map();
     /** @type {Map<string, Job>} */
     this.jobs = new Map();
     /** @type {Map<string, Card>} */
@@ -37,6 +46,7 @@ export class JobsView {
   reset() {
     this.jobs.clear();
     this.cards.clear();
+    this.live.clear();
     this.list.replaceChildren(this.empty);
   }
 
@@ -51,6 +61,10 @@ export class JobsView {
 
   /** @param {Job} job */
   upsert(job) {
+    const live = this.live.get(job.id);
+    // The stored output appears when the job ends; until then the live tail stands.
+    if (live && !job.output) job = { ...job, output: live.text };
+    if (FINAL_STATES.has(job.state)) this.live.delete(job.id);
     this.jobs.set(job.id, job);
     let card = this.cards.get(job.id);
     if (!card) {
@@ -122,6 +136,57 @@ export class JobsView {
       history: [],
       why: '',
     });
+  }
+
+  /**
+   * A `job.output` frame: appends to the card of a running job. A frame that
+   * starts past what the page has (it joined late, or frames carry only the
+   * newest part) is preceded by the missing part, read over HTTP.
+   * @param {string} jobId
+   * @param {OutputPart} part
+   */
+  liveOutput(jobId, part) {
+    const job = this.jobs.get(jobId);
+    if (!job || FINAL_STATES.has(job.state)) return;
+    const live = this.live.get(jobId) ?? { text: '', next: 0, reading: false };
+    this.live.set(jobId, live);
+    if (live.reading || part.next <= live.next) return;
+    if (part.since > live.next) {
+      void this.readGap(jobId, live, part.next);
+      return;
+    }
+    this.appendLive(jobId, live, part);
+  }
+
+  /**
+   * Reads the output from what the page has up to `until` (the newest part at most).
+   * @param {string} jobId @param {LiveOutput} live @param {number} until
+   */
+  async readGap(jobId, live, until) {
+    live.reading = true;
+    try {
+      let since = Math.max(live.next, until - LIVE_CHARS);
+      if (since > live.next && live.next > 0) live.text += '\n…\n';
+      live.next = since;
+      while (since < until) {
+        const part = await this.actions.output(jobId, since);
+        if (part.next <= since) break;
+        this.appendLive(jobId, live, part);
+        since = part.next;
+      }
+    } catch {
+      // The job's state or the next frame tells what happened.
+    } finally {
+      live.reading = false;
+    }
+  }
+
+  /** @param {string} jobId @param {LiveOutput} live @param {OutputPart} part */
+  appendLive(jobId, live, part) {
+    live.text = (live.text + part.output).slice(-LIVE_CHARS);
+    live.next = part.next;
+    const job = this.jobs.get(jobId);
+    if (job && !FINAL_STATES.has(job.state)) this.upsert({ ...job, output: live.text });
   }
 
   /** @param {Job} job @returns {Card} */

@@ -14,7 +14,7 @@ export interface FeedFrame {
 export type FeedListener = (frame: FeedFrame) => void;
 
 /** Types that are sent live only and never stored. */
-export const EPHEMERAL_TYPES = ['turn.delta', 'turn.step', 'turn.tool'] as const;
+export const EPHEMERAL_TYPES = ['turn.delta', 'turn.step', 'turn.tool', 'job.output'] as const;
 
 export function toFrame(event: StoredEvent): FeedFrame {
   const frame: FeedFrame = { seq: event.seq, at: event.at, type: event.type, data: event.data };

@@ -31,6 +31,8 @@ export interface BatonPolicy {
   killGraceMs: number;
   /** Pause before a job whose write failed is rebuilt from the store. @defaultValue 1000 */
   reloadDelayMs: number;
+  /** Least time between two `job.output` frames of one job. @defaultValue 500 */
+  outputFrameMs: number;
 }
 
 export function resolvePolicy(partial: Partial<BatonPolicy> = {}): BatonPolicy {
@@ -47,5 +49,6 @@ export function resolvePolicy(partial: Partial<BatonPolicy> = {}): BatonPolicy {
     drainMs: partial.drainMs ?? 10_000,
     killGraceMs: partial.killGraceMs ?? 5000,
     reloadDelayMs: partial.reloadDelayMs ?? 1000,
+    outputFrameMs: partial.outputFrameMs ?? 500,
   };
 }

@@ -10,6 +10,7 @@ import { FeedTail } from './feed-tail.js';
 import type { FollowUpDeps } from './follow-up.js';
 import { randomIds, type Ids } from './ids.js';
 import { JobEffects } from './job-effects.js';
+import { JobOutputTail, readJobOutput, type JobOutputView } from './job-output.js';
 import { JobProcesses } from './job-processes.js';
 import { JobRegistry } from './job-registry.js';
 import { startLiveTurn, type LiveTurnDeps } from './live-turn.js';
@@ -70,6 +71,8 @@ export class Baton {
   private readonly jobs: JobRegistry;
   private readonly liveDeps: LiveTurnDeps;
   private readonly tail: FeedTail;
+  private readonly dataDir: string;
+  private readonly outputTail: JobOutputTail;
   /** Each owner's work directory. */
   readonly workDirs: WorkDirs;
   /** What jobs and `run_command` run in. */
@@ -84,6 +87,7 @@ export class Baton {
     this.clock = options.clock ?? systemClock;
     this.ids = options.ids ?? randomIds;
     this.logger = options.logger ?? silentLogger;
+    this.dataDir = options.dataDir;
     this.sandbox = options.sandbox ?? new Sandbox(NO_SANDBOX, join(options.dataDir, 'sandbox'));
     this.workDirs = new WorkDirs(
       options.workRoot ?? join(options.dataDir, 'work'),
@@ -166,6 +170,17 @@ export class Baton {
       },
       onError: (error) => this.logger.error({ err: error }, 'live turn failed'),
     };
+    this.outputTail = new JobOutputTail({
+      feed: this.feed,
+      clock: this.clock,
+      dataDir: this.dataDir,
+      intervalMs: this.policy.outputFrameMs,
+      running: () =>
+        [...this.jobs.all()].filter(
+          (j) => j.state === 'running' && j.row.command !== null && !j.context.held,
+        ),
+    });
+    this.outputTail.start();
   }
 
   // ---- sessions -------------------------------------------------------------------------------
@@ -270,6 +285,11 @@ export class Baton {
 
   async getJob(owner: string, jobId: string): Promise<JobView> {
     return this.jobs.viewOf(await this.jobs.rowOf(owner, jobId));
+  }
+
+  /** A page of a job's output from byte `since`, while it runs and after. */
+  async jobOutput(owner: string, jobId: string, since: number): Promise<JobOutputView> {
+    return readJobOutput(this.dataDir, await this.getJob(owner, jobId), since);
   }
 
   async listJobs(
@@ -458,6 +478,7 @@ export class Baton {
         this.logger.error({ err: error, step: name }, 'shutdown step failed');
       }
     };
+    await step('output tail', () => this.outputTail.close());
     await step('drain', () => this.drain());
     await step('actors', () => {
       this.jobs.stopAll();

@@ -114,6 +114,23 @@ const SCHEMAS: Json = {
       why: { type: 'string', description: 'what the job waits for, in words' },
     },
   },
+  JobOutput: {
+    type: 'object',
+    required: ['jobId', 'state', 'output', 'since', 'next', 'size', 'source', 'done'],
+    properties: {
+      jobId: { type: 'string' },
+      state: { enum: [...JOB_STATES] },
+      output: { type: 'string', description: 'the output from byte `since` to byte `next`' },
+      since: { type: 'integer' },
+      next: { type: 'integer', description: 'where the following read starts' },
+      size: { type: 'integer', description: 'bytes of output so far' },
+      source: {
+        enum: ['log', 'stored'],
+        description: "log: the job's output file; stored: the capped output kept with the job",
+      },
+      done: { type: 'boolean', description: 'the job has finished and nothing more will come' },
+    },
+  },
   CreateSession: jsonSchema(createSessionBody),
   SendMessage: jsonSchema(sendMessageBody),
   StartJob: { oneOf: [jsonSchema(commandJobBody), jsonSchema(externalJobBody)] },
@@ -235,6 +252,14 @@ export function openApiDocument(version: string): Json {
         get: authed({
           summary: 'a job',
           responses: { ...ok(200, ref('Job')), ...errors(401, 404) },
+        }),
+      },
+      '/v1/jobs/{id}/output': {
+        parameters: [idParam('job')],
+        get: authed({
+          summary: "a job's output from a byte offset (at most 64 KiB), while it runs and after",
+          parameters: [{ name: 'since', in: 'query', schema: { type: 'integer', minimum: 0 } }],
+          responses: { ...ok(200, ref('JobOutput')), ...errors(400, 401, 404) },
         }),
       },
       '/v1/jobs/{id}/complete': {

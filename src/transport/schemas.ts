@@ -93,6 +93,14 @@ export const listJobsQuery = z.object({
   state: z.enum(JOB_STATES, { error: `state must be one of ${JOB_STATES.join(', ')}` }).optional(),
 });
 
+export const jobOutputQuery = z.strictObject({
+  since: z
+    .string()
+    .regex(/^\d{1,15}$/, { error: 'since must be a byte offset (a whole number)' })
+    .transform(Number)
+    .optional(),
+});
+
 /** `POST …/jobs` takes either a command or an external job; the `external` key decides which. */
 export function parseStartJobBody(body: unknown) {
   if (typeof body === 'object' && body !== null && 'external' in body) {

@@ -1,6 +1,12 @@
 import type { FastifyInstance } from 'fastify';
 import type { Baton } from '../../runtime/system.js';
-import { completeJobBody, listJobsQuery, parse, parseStartJobBody } from '../schemas.js';
+import {
+  completeJobBody,
+  jobOutputQuery,
+  listJobsQuery,
+  parse,
+  parseStartJobBody,
+} from '../schemas.js';
 
 interface IdParams {
   Params: { id: string };
@@ -30,6 +36,11 @@ export function jobRoutes(app: FastifyInstance, baton: Baton): void {
   app.get<IdParams>('/v1/jobs/:id', async (request) =>
     baton.getJob(request.owner, request.params.id),
   );
+
+  app.get<IdParams>('/v1/jobs/:id/output', async (request) => {
+    const query = parse(jobOutputQuery, request.query ?? {});
+    return baton.jobOutput(request.owner, request.params.id, query.since ?? 0);
+  });
 
   app.get('/v1/jobs', async (request) => {
     // An empty parameter (`?state=`, as a form sends it) means no filter.
