@@ -60,6 +60,28 @@ export interface JobContext {
   coalescedInto: string | null;
   /** Times an operator re-drove the job out of `failed`. */
   redrives: number;
+  /** An external job must show a sign of life this often (seconds), or it ends `lost`. */
+  heartbeatS: number | null;
+  /** Epoch ms of the last sign of life of an external job: its start or its last heartbeat. */
+  heartbeatAt: number | null;
+  /** Epoch ms by which an external job must be completed, or it ends `timedOut`. */
+  timeoutAt: number | null;
+}
+
+/** When a running external job ends by itself if nothing arrives first, and how. */
+export function deadlineOf(
+  context: JobContext,
+): { at: number; outcome: 'lost' | 'timedOut' } | null {
+  // Snapshots stored before these fields existed lack them: no deadline.
+  const heartbeatS = context.heartbeatS ?? null;
+  const heartbeatAt = context.heartbeatAt ?? null;
+  const timeoutAt = context.timeoutAt ?? null;
+  const silent =
+    heartbeatS !== null && heartbeatAt !== null ? heartbeatAt + heartbeatS * 1000 : null;
+  if (silent !== null && (timeoutAt === null || silent < timeoutAt)) {
+    return { at: silent, outcome: 'lost' };
+  }
+  return timeoutAt === null ? null : { at: timeoutAt, outcome: 'timedOut' };
 }
 
 export interface JobInput {
@@ -70,6 +92,10 @@ export interface JobInput {
   retryMaxMs: number;
   /** Start in `running.queued` because a running-jobs limit is reached. */
   held?: boolean;
+  /** An external job's heartbeat interval in seconds (see {@link JobContext.heartbeatS}). */
+  heartbeatS?: number | null;
+  /** An external job's completion deadline, epoch ms. */
+  timeoutAt?: number | null;
 }
 
 export type JobEvent =
@@ -81,7 +107,8 @@ export type JobEvent =
   | { type: 'COALESCED'; leaderId: string; followUp: FollowUpOutput }
   | { type: 'RETRY_DUE' }
   | { type: 'RETRY' }
-  | { type: 'INTERRUPTED'; reason: string };
+  | { type: 'INTERRUPTED'; reason: string }
+  | { type: 'HEARTBEAT'; at: number };
 
 /** What the follow-up actor is given: the runtime builds the agent run from it. */
 export interface FollowUpInput {
@@ -157,6 +184,8 @@ export function createJobMachine(deps: JobMachineDeps = defaultDeps) {
       releaseLock: () => {},
       scheduleRetry: () => {},
       clearRetry: () => {},
+      armDeadline: () => {},
+      clearDeadline: () => {},
     },
     guards: {
       attemptsRemain: ({ context }) => context.attempts < context.maxAttempts,
@@ -181,10 +210,16 @@ export function createJobMachine(deps: JobMachineDeps = defaultDeps) {
       followUp: null,
       coalescedInto: null,
       redrives: 0,
+      heartbeatS: input.heartbeatS ?? null,
+      heartbeatAt: input.heartbeatS ? deps.now() : null,
+      timeoutAt: input.timeoutAt ?? null,
     }),
     initial: 'running',
     states: {
       running: {
+        // An external job's deadline (heartbeat or timeout) is the runtime's timer.
+        entry: 'armDeadline',
+        exit: 'clearDeadline',
         initial: 'queued',
         states: {
           queued: {
@@ -218,6 +253,9 @@ export function createJobMachine(deps: JobMachineDeps = defaultDeps) {
             actions: ['killProcess', assign({ outcome: 'cancelled' })],
           },
           SESSION_DELETED: { target: 'skipped', actions: 'killProcess' },
+          HEARTBEAT: {
+            actions: [assign(({ event }) => ({ heartbeatAt: event.at })), 'armDeadline'],
+          },
         },
       },
       // The result is in context now; nothing to wait for.

@@ -19,6 +19,7 @@ export type Command =
   | { kind: 'startJob'; owner: string; sessionId: string; jobId: string; body: StartJobBody }
   | { kind: 'completeJob'; owner: string; sessionId: string; jobId: string; body: CompleteJobBody }
   | { kind: 'cancelJob'; owner: string; sessionId: string; jobId: string }
+  | { kind: 'heartbeatJob'; owner: string; sessionId: string; jobId: string }
   | { kind: 'retryJob'; owner: string; sessionId: string; jobId: string }
   | { kind: 'deleteSession'; owner: string; sessionId: string }
   | { kind: 'lockView'; owner: string; sessionId: string };

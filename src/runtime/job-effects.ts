@@ -1,5 +1,5 @@
 import { fromPromise } from 'xstate';
-import { createJobMachine, type JobMachine } from '../machines/job.machine.js';
+import { createJobMachine, deadlineOf, type JobMachine } from '../machines/job.machine.js';
 import type { ReleaseReason } from '../machines/session.machine.js';
 import type { Clock } from './clock.js';
 import { runFollowUp, SessionGoneError, type FollowUpDeps } from './follow-up.js';
@@ -25,6 +25,7 @@ export interface JobEffectsDeps {
  */
 export class JobEffects {
   private readonly retryTimers = new Map<string, unknown>();
+  private readonly deadlineTimers = new Map<string, unknown>();
   readonly machine: JobMachine;
 
   constructor(private readonly deps: JobEffectsDeps) {
@@ -47,6 +48,8 @@ export class JobEffects {
           now(context.jobId, (j) => deps.locks.release(j.sessionId, j.id, 'done')),
         scheduleRetry: ({ context }) => later(context.jobId, (j) => this.scheduleRetry(j)),
         clearRetry: ({ context }) => later(context.jobId, (j) => this.clearRetry(j.id)),
+        armDeadline: ({ context }) => later(context.jobId, (j) => this.armDeadline(j)),
+        clearDeadline: ({ context }) => later(context.jobId, (j) => this.clearDeadline(j.id)),
       },
       actors: {
         followUp: fromPromise(async ({ input, signal }) => {
@@ -94,13 +97,44 @@ export class JobEffects {
   }
 
   /**
+   * Arms a running external job's deadline at the absolute time its context
+   * gives (at once if it has passed): no heartbeat in time ends it `lost`, no
+   * completion by its timeout ends it `timedOut`; either is followed up.
+   */
+  armDeadline(job: JobActor): void {
+    this.clearDeadline(job.id);
+    const deadline = deadlineOf(job.context);
+    if (deadline === null) return;
+    const clock = this.deps.clock;
+    const timer = clock.setTimeout(() => {
+      this.deadlineTimers.delete(job.id);
+      if (job.state !== 'running') return;
+      const { heartbeatS } = job.context;
+      job.extras.output =
+        deadline.outcome === 'lost'
+          ? `no heartbeat for ${String(heartbeatS)} s: the job is taken for lost`
+          : `not completed before its timeout of ${String(job.row.timeoutS)} s`;
+      job.send({ type: 'FINISHED', outcome: deadline.outcome, exitCode: null, at: clock.now() });
+    }, deadline.at - clock.now());
+    this.deadlineTimers.set(job.id, timer);
+  }
+
+  clearDeadline(jobId: string): void {
+    const timer = this.deadlineTimers.get(jobId);
+    if (timer !== undefined) this.deps.clock.clearTimeout(timer);
+    this.deadlineTimers.delete(jobId);
+  }
+
+  /**
    * After a restart, restarts what a stored state implies: re-adopt the
-   * process, ask for the lock again, count a follow-up cut off mid-way as a
-   * failed attempt, re-arm the backoff at its stored time.
+   * process (or re-arm an external job's deadline), ask for the lock again,
+   * count a follow-up cut off mid-way as a failed attempt, re-arm the backoff
+   * at its stored time.
    */
   async resume(job: JobActor): Promise<void> {
     switch (job.state) {
       case 'running':
+        if (job.row.external) return this.armDeadline(job);
         return this.deps.processes.readopt(job);
       case 'awaitingIdleSession':
         return this.requestLock(job);
@@ -124,5 +158,6 @@ export class JobEffects {
 
   clearAll(): void {
     for (const jobId of [...this.retryTimers.keys()]) this.clearRetry(jobId);
+    for (const jobId of [...this.deadlineTimers.keys()]) this.clearDeadline(jobId);
   }
 }

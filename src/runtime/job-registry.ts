@@ -118,7 +118,7 @@ export class JobRegistry {
       owner,
       command: external ? null : body.command,
       cwd,
-      timeoutS: external ? null : (body.timeoutS ?? policy.defaultJobTimeoutS),
+      timeoutS: external ? (body.timeoutS ?? null) : (body.timeoutS ?? policy.defaultJobTimeoutS),
       external,
       name: external ? (body.name ?? null) : null,
       state: 'running',
@@ -146,6 +146,12 @@ export class JobRegistry {
           retryBaseMs: policy.retryBaseMs,
           retryMaxMs: policy.retryMaxMs,
           held: blocker !== null,
+          ...(external
+            ? {
+                heartbeatS: body.heartbeatS ?? null,
+                timeoutAt: body.timeoutS === undefined ? null : clock.now() + body.timeoutS * 1000,
+              }
+            : {}),
         },
       }),
     );
@@ -182,6 +188,20 @@ export class JobRegistry {
     job.extras.output = capResult(body.output ?? '', 8000);
     const outcome = body.outcome ?? (body.exitCode === 0 ? 'succeeded' : 'failed');
     job.send({ type: 'FINISHED', outcome, exitCode: body.exitCode, at: this.deps.clock.now() });
+    await job.persisted();
+    return this.view(job);
+  }
+
+  /** A sign of life from an external job: its heartbeat deadline starts over. */
+  async heartbeat(row: JobRow): Promise<JobView> {
+    if (!row.external) {
+      throw new BatonError('job_not_external', `job ${row.id} runs a process here`);
+    }
+    const job = this.usable(row.id);
+    if (!job || job.state !== 'running') {
+      throw new BatonError('job_finished', `job ${row.id} has already ended (${row.state})`);
+    }
+    job.send({ type: 'HEARTBEAT', at: this.deps.clock.now() });
     await job.persisted();
     return this.view(job);
   }

@@ -36,7 +36,14 @@ export interface BatonOptions {
 
 export type StartJobBody =
   | { command: string; timeoutS?: number | undefined; cwd?: string | undefined }
-  | { external: true; name?: string | undefined };
+  | {
+      external: true;
+      name?: string | undefined;
+      /** Seconds until the job must be completed, or it ends `timedOut`. */
+      timeoutS?: number | undefined;
+      /** The job must send a heartbeat this often (seconds), or it ends `lost`. */
+      heartbeatS?: number | undefined;
+    };
 
 export interface CompleteJobBody {
   exitCode: number;

@@ -276,6 +276,13 @@ export class Baton {
     return this.onOwner({ kind: 'cancelJob', owner, sessionId: row.sessionId, jobId });
   }
 
+  /** A sign of life from an external job (SPEC §5 heartbeat). */
+  async heartbeatJob(owner: string, jobId: string): Promise<JobView> {
+    this.assertOpen();
+    const row = await this.jobs.rowOf(owner, jobId);
+    return this.onOwner({ kind: 'heartbeatJob', owner, sessionId: row.sessionId, jobId });
+  }
+
   /** Re-drives a `failed` job: its attempts start over. */
   async retryJob(owner: string, jobId: string): Promise<JobView> {
     this.assertOpen();
@@ -387,6 +394,8 @@ export class Baton {
         return this.jobs.complete(await this.jobs.rowOf(owner, command.jobId), command.body);
       case 'cancelJob':
         return this.jobs.cancel(await this.jobs.rowOf(owner, command.jobId));
+      case 'heartbeatJob':
+        return this.jobs.heartbeat(await this.jobs.rowOf(owner, command.jobId));
       case 'retryJob':
         return this.jobs.retry(await this.jobs.rowOf(owner, command.jobId));
       case 'deleteSession':

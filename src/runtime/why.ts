@@ -1,3 +1,4 @@
+import { deadlineOf } from '../machines/job.machine.js';
 import type { LockView } from '../machines/session.machine.js';
 import { iso } from './clock.js';
 import type { JobActor } from './job-actor.js';
@@ -21,7 +22,16 @@ export function describeWhy(job: JobActor, facts: WhyFacts): string {
       if (value.running === 'queued') {
         return `queued: waiting for ${facts.heldBy ?? 'a free slot under the running-jobs limit'}`;
       }
-      if (row.external) return 'running elsewhere: waiting for POST /v1/jobs/:id/complete';
+      if (row.external) {
+        const deadline = deadlineOf(context);
+        const by =
+          deadline === null
+            ? ''
+            : deadline.outcome === 'lost'
+              ? `; next heartbeat due by ${iso(deadline.at)}`
+              : `; must be completed by ${iso(deadline.at)}`;
+        return `running elsewhere: waiting for POST /v1/jobs/:id/complete${by}`;
+      }
       const process = job.extras.process;
       if (!process) return 'starting the process';
       const deadline =

@@ -277,6 +277,14 @@ export function openApiDocument(version: string): Json {
           responses: { ...ok(200, ref('Job')), ...errors(401, 404, 409) },
         }),
       },
+      '/v1/jobs/{id}/heartbeat': {
+        parameters: [idParam('job')],
+        post: authed({
+          summary:
+            'a sign of life from an external job; one given heartbeatS that sends none in time ends lost',
+          responses: { ...ok(200, ref('Job')), ...errors(401, 404, 409) },
+        }),
+      },
       '/v1/jobs/{id}/retry': {
         parameters: [idParam('job')],
         post: authed({

@@ -43,18 +43,21 @@ export const sendMessageBody = z.strictObject({
     .refine(notBlank, { error: 'content must not be empty' }),
 });
 
+/** A job's deadline in seconds, for commands and external jobs alike. */
+const timeoutS = z
+  .number({ error: 'timeoutS must be a number of seconds' })
+  .int({ error: 'timeoutS must be a whole number of seconds' })
+  .positive({ error: 'timeoutS must be positive' })
+  .max(MAX_TIMEOUT_S, { error: `timeoutS must be at most ${MAX_TIMEOUT_S} (7 days)` })
+  .optional();
+
 export const commandJobBody = z.strictObject({
   command: z
     .string({ error: 'command must be a string' })
     .max(MAX_COMMAND_CHARS, { error: `command must be at most ${MAX_COMMAND_CHARS} characters` })
     .refine(notBlank, { error: 'command must not be empty' })
     .refine(noNul, { error: 'command must not contain NUL characters' }),
-  timeoutS: z
-    .number({ error: 'timeoutS must be a number of seconds' })
-    .int({ error: 'timeoutS must be a whole number of seconds' })
-    .positive({ error: 'timeoutS must be positive' })
-    .max(MAX_TIMEOUT_S, { error: `timeoutS must be at most ${MAX_TIMEOUT_S} (7 days)` })
-    .optional(),
+  timeoutS,
   cwd: z
     .string({ error: 'cwd must be a string' })
     .min(1, { error: 'cwd must not be empty' })
@@ -68,6 +71,13 @@ export const externalJobBody = z.strictObject({
   name: z
     .string({ error: 'name must be a string' })
     .max(200, { error: 'name must be at most 200 characters' })
+    .optional(),
+  timeoutS,
+  heartbeatS: z
+    .number({ error: 'heartbeatS must be a whole number of seconds' })
+    .int({ error: 'heartbeatS must be a whole number of seconds' })
+    .min(1, { error: 'heartbeatS must be at least 1' })
+    .max(86_400, { error: 'heartbeatS must be at most 86400 (1 day)' })
     .optional(),
 });
 

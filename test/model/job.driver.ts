@@ -25,7 +25,9 @@ export type JobEffect =
   | 'withdrawLock'
   | 'releaseLock'
   | 'scheduleRetry'
-  | 'clearRetry';
+  | 'clearRetry'
+  | 'armDeadline'
+  | 'clearDeadline';
 
 export interface FollowUpCall {
   input: FollowUpInput;
@@ -70,6 +72,8 @@ export function startJob(
       releaseLock: record('releaseLock'),
       scheduleRetry: record('scheduleRetry'),
       clearRetry: record('clearRetry'),
+      armDeadline: record('armDeadline'),
+      clearDeadline: record('clearDeadline'),
     },
     actors: {
       followUp: fromPromise<FollowUpOutput, FollowUpInput>(

@@ -28,6 +28,7 @@ const samples: Partial<Record<string, readonly JobModelEvent[]>> = {
   RETRY_DUE: [{ type: 'RETRY_DUE' }],
   RETRY: [{ type: 'RETRY' }],
   INTERRUPTED: [{ type: 'INTERRUPTED', reason: 'service restarted' }],
+  HEARTBEAT: [{ type: 'HEARTBEAT', at: 700 }],
   'xstate.done.actor.followUp': [{ type: 'xstate.done.actor.followUp', output: followUp }],
   'xstate.error.actor.followUp': [
     { type: 'xstate.error.actor.followUp', error: { code: 'rate_limited', message: '429' } },
@@ -58,12 +59,15 @@ function expectedEffects(
   const left = (state: string) => from === state && to !== state;
   const entered = (state: string) => to === state && from !== state;
   const effects: JobEffect[] = [];
+  if (left('running')) effects.push('clearDeadline');
   if (left('continuing')) effects.push('releaseLock');
   if (left('retrying')) effects.push('clearRetry');
   if (from === 'running' && (event.type === 'CANCEL' || event.type === 'SESSION_DELETED')) {
     effects.push('killProcess');
   }
   if (left('awaitingIdleSession') && to !== 'continuing') effects.push('withdrawLock');
+  if (from === 'running' && event.type === 'HEARTBEAT') effects.push('armDeadline');
+  if (entered('running')) effects.push('armDeadline');
   if (next.matches({ running: 'active' }) && !prev?.matches({ running: 'active' })) {
     effects.push('startProcess');
   }

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AgentError, type Agent, type AgentRunInput } from '../../src/runtime/agents/agent.js';
 import { OfflineAgent } from '../../src/runtime/agents/offline.js';
 import { waitFor } from '../support/wait.js';
-import { errorCode, field, startServer, type TestServer } from './helpers.js';
+import { errorCode, field, startServer, TOKENS, type TestServer } from './helpers.js';
 
 /** The offline agent, or an agent that is down while `down` is set. */
 class SwitchableAgent implements Agent {
@@ -66,6 +66,11 @@ describe('HTTP API: jobs', () => {
       { command: 'ls', external: true },
       { external: false },
       { external: true, name: 3 },
+      { external: true, heartbeatS: 0 },
+      { external: true, heartbeatS: 2.5 },
+      { external: true, heartbeatS: 86_401 },
+      { external: true, timeoutS: '60' },
+      { command: 'ls', heartbeatS: 10 },
       { external: 'yes' },
       'ls',
       null,
@@ -115,6 +120,34 @@ describe('HTTP API: jobs', () => {
     const again = await s.call('POST', `/v1/jobs/${id}/complete`, { body: { exitCode: 0 } });
     expect(again.status).toBe(409);
     expect(errorCode(again.body)).toBe('job_finished');
+  });
+
+  it('takes heartbeats of a running external job, and shows when the next is due', async () => {
+    const created = await s.call('POST', `/v1/sessions/${sessionId}/jobs`, {
+      body: { external: true, name: 'render', heartbeatS: 600, timeoutS: 3600 },
+    });
+    expect(created.status).toBe(201);
+    expect(String(field(created.body, 'why'))).toMatch(/next heartbeat due by \S+Z$/);
+    const id = String(field(created.body, 'id'));
+    const beat = await s.call('POST', `/v1/jobs/${id}/heartbeat`, { raw: '' });
+    expect(beat.status).toBe(200);
+    expect(field(beat.body, 'state')).toBe('running');
+    expect((await s.call('POST', `/v1/jobs/${id}/heartbeat`, { token: TOKENS.bob })).status).toBe(
+      404,
+    );
+    await s.call('POST', `/v1/jobs/${id}/complete`, { body: { exitCode: 0 } });
+    const late = await s.call('POST', `/v1/jobs/${id}/heartbeat`);
+    expect(late.status).toBe(409);
+    expect(errorCode(late.body)).toBe('job_finished');
+    const proc = await s.call('POST', `/v1/sessions/${sessionId}/jobs`, {
+      body: { command: 'true' },
+    });
+    const notExternal = await s.call(
+      'POST',
+      `/v1/jobs/${String(field(proc.body, 'id'))}/heartbeat`,
+    );
+    expect(notExternal.status).toBe(409);
+    expect(errorCode(notExternal.body)).toBe('job_not_external');
   });
 
   it('refuses to complete a job that runs here (409 job_not_external) or is unknown (404)', async () => {

@@ -29,6 +29,10 @@ export function jobRoutes(app: FastifyInstance, baton: Baton): void {
     baton.cancelJob(request.owner, request.params.id),
   );
 
+  app.post<IdParams>('/v1/jobs/:id/heartbeat', async (request) =>
+    baton.heartbeatJob(request.owner, request.params.id),
+  );
+
   app.post<IdParams>('/v1/jobs/:id/retry', async (request) =>
     baton.retryJob(request.owner, request.params.id),
   );
