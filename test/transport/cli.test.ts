@@ -80,6 +80,9 @@ describe('baton serve', () => {
     expect(agent).toBe('offline');
     expect(agentFallback).toBe(true);
     expect(String(first.startup['msg'])).toContain('no --agent-url given');
+    // bubblewrap is installed where the tests run: one owner gets it, with the network.
+    expect(first.startup['sandbox']).toMatchObject({ kind: 'bwrap', network: true });
+    expect(String(first.startup['msg'])).toContain('jobs sandboxed by bubblewrap, network on');
     if (dashboard !== null) expect(dashboard).toBe(`${String(url)}/?token=${String(token)}`);
 
     const headers = {
@@ -145,6 +148,20 @@ describe('baton serve', () => {
         {},
         /needs --agent-url/,
       ],
+      [['serve', '--sandbox', 'none', '--job-network', 'off'], {}, /needs --sandbox bwrap/],
+      [['serve', '--sandbox', 'jail'], {}, /jail/],
+      [
+        ['serve', '--job-env', 'BATON_TOKENS', '--data', join(tmpdir(), 'baton-never')],
+        { BATON_TOKENS: 'a:tokA1234,b:tokB1234' },
+        /^baton: --job-env BATON_TOKENS: the server's own secrets never reach a job\n$/,
+      ],
+      [
+        ['serve', '--job-env', 'LEAK', '--data', join(tmpdir(), 'baton-never')],
+        { BATON_TOKEN: 'tok-cli-1234567', LEAK: 'x-tok-cli-1234567' },
+        /^baton: --job-env LEAK: its value holds a token or the agent key\n$/,
+      ],
+      [['serve', '--job-ro-path', 'relative/dir'], {}, /--job-ro-path takes absolute paths/],
+      [['serve', '--work-dir', 'alice'], {}, /--work-dir takes OWNER=DIR/],
     ];
     await Promise.all(
       cases.map(async ([args, env, message]) => {
