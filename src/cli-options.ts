@@ -30,6 +30,7 @@ export interface ServeOptions {
   maxJobsPerOwner: number;
   maxJobsPerSession: number;
   heartbeatS: number;
+  retainDays: number;
   sandbox?: 'bwrap' | 'none' | undefined;
   jobNetwork?: 'on' | 'off' | undefined;
   jobEnv: string[];
@@ -184,6 +185,13 @@ export function serveOptions(): Option[] {
       .env('BATON_HEARTBEAT_S')
       .default(30)
       .argParser(wholeNumber('--heartbeat-s', 1, 3600)),
+    new Option(
+      '--retain-days <n>',
+      "days finished jobs' folders and feed events are kept (0: forever)",
+    )
+      .env('BATON_RETAIN_DAYS')
+      .default(7)
+      .argParser(wholeNumber('--retain-days', 0, 36_500)),
     new Option(
       '--sandbox <kind>',
       'what jobs run in (default: bwrap when it works; several owners need it or an explicit none)',

@@ -154,6 +154,7 @@ export async function serve(options: ServeOptions, logger: Logger): Promise<Runn
     sandbox,
     workRoot: workRootOf(options, dataDir),
     workDirs: ownerWorkDirs(options.workDir),
+    retainMs: options.retainDays * 86_400_000,
     ...(coordinator ? { coordinator } : {}),
     logger: logger.child({ component: 'runtime' }),
     inspect: inspection.inspect,

@@ -7,7 +7,7 @@ import { FINAL_STATES, lifecycleSvg, updateLifecycle } from './lifecycle.js';
 
 /**
  * @typedef {{ id: string, sessionId: string, command: string | null, name?: string | null,
- *   external?: boolean, state: string, outcome: string | null, exitCode: number | null,
+ *   labels?: Record<string, string>, external?: boolean, state: string, outcome: string | null, exitCode: number | null,
  *   attempts: number, output: string, createdAt: string, finishedAt: string | null,
  *   followedUpAt: string | null, history: { state: string, at: string }[], why: string }} Job
  * @typedef {{ el: HTMLElement, svg: SVGElement, fields: Record<string, HTMLElement>,
@@ -114,7 +114,7 @@ export class JobsView {
    * A `job.created` frame: the card appears with its command before the job is read.
    * @param {string} jobId
    * @param {string} sessionId
-   * @param {{ command?: string | null, name?: string | null, external?: boolean }} data
+   * @param {{ command?: string | null, name?: string | null, labels?: Record<string, string>, external?: boolean }} data
    * @param {string} at
    */
   created(jobId, sessionId, data, at) {
@@ -124,6 +124,7 @@ export class JobsView {
       sessionId,
       command: data.command ?? null,
       name: data.name ?? null,
+      labels: data.labels ?? {},
       external: data.external ?? false,
       state: 'running',
       outcome: null,
@@ -241,6 +242,7 @@ export class JobsView {
       h(
         'dl',
         {},
+        field('labels', 'Labels'),
         field('why', 'Why'),
         field('outcome', 'Outcome'),
         field('exit-code', 'Exit code'),
@@ -257,10 +259,10 @@ export class JobsView {
   render(card, job) {
     const f = card.fields;
     card.el.setAttribute('data-state', job.state);
-    set(
-      f['title'],
-      job.command ?? (job.name ? `external: ${job.name}` : job.external ? 'external job' : '…'),
-    );
+    const what = job.command ?? (job.external ? 'external job' : '…');
+    set(f['title'], job.name ? `${job.name} (${what})` : what);
+    const labels = Object.entries(job.labels ?? {});
+    set(f['labels'], labels.length ? labels.map(([k, v]) => `${k}=${v}`).join(' · ') : '—');
     set(f['state'], job.state);
     f['state']?.setAttribute('class', `pill state-${job.state}`);
     set(f['why'], job.why || '—');

@@ -17,6 +17,7 @@ export const ERROR_CODES = [
   'store_unavailable',
   'rate_limited',
   'internal',
+  'since_pruned',
 ] as const;
 
 export type ErrorCode = (typeof ERROR_CODES)[number];

@@ -290,7 +290,12 @@ export class JobActor {
                 type: 'job.created',
                 sessionId: this.sessionId,
                 jobId: this.id,
-                data: { command: row.command, external: row.external, name: row.name },
+                data: {
+                  command: row.command,
+                  external: row.external,
+                  name: row.name,
+                  labels: row.labels,
+                },
               },
             ]
           : []),

@@ -22,6 +22,8 @@ export interface BatonOptions {
   workDirs?: Readonly<Record<string, string>>;
   /** What commands run in. @defaultValue no sandbox, a clean environment, the default limits */
   sandbox?: Sandbox;
+  /** How long finished jobs' directories and feed events are kept; 0 keeps them. @defaultValue 7 days */
+  retainMs?: number;
   policy?: Partial<BatonPolicy>;
   clock?: Clock;
   ids?: Ids;
@@ -34,16 +36,21 @@ export interface BatonOptions {
   onLockRecord?: (sessionId: string, record: LockRecord) => void;
 }
 
+/** What a job may be known by besides its id: a name, and small tags to find it by. */
+interface JobTags {
+  name?: string | undefined;
+  labels?: Record<string, string> | undefined;
+}
+
 export type StartJobBody =
-  | { command: string; timeoutS?: number | undefined; cwd?: string | undefined }
-  | {
+  | ({ command: string; timeoutS?: number | undefined; cwd?: string | undefined } & JobTags)
+  | ({
       external: true;
-      name?: string | undefined;
       /** Seconds until the job must be completed, or it ends `timedOut`. */
       timeoutS?: number | undefined;
       /** The job must send a heartbeat this often (seconds), or it ends `lost`. */
       heartbeatS?: number | undefined;
-    };
+    } & JobTags);
 
 export interface CompleteJobBody {
   exitCode: number;

@@ -11,6 +11,7 @@ import type { FollowUpDeps } from './follow-up.js';
 import { randomIds, type Ids } from './ids.js';
 import { JobEffects } from './job-effects.js';
 import { JobOutputTail, readJobOutput, type JobOutputView } from './job-output.js';
+import { Retention } from './retention.js';
 import { JobProcesses } from './job-processes.js';
 import { JobRegistry } from './job-registry.js';
 import { startLiveTurn, type LiveTurnDeps } from './live-turn.js';
@@ -73,6 +74,8 @@ export class Baton {
   private readonly tail: FeedTail;
   private readonly dataDir: string;
   private readonly outputTail: JobOutputTail;
+  /** Prunes old feed events and finished jobs' directories (`--retain-days`). */
+  readonly retention: Retention;
   /** Each owner's work directory. */
   readonly workDirs: WorkDirs;
   /** What jobs and `run_command` run in. */
@@ -181,6 +184,13 @@ export class Baton {
         ),
     });
     this.outputTail.start();
+    this.retention = new Retention({
+      store: this.store,
+      clock: this.clock,
+      dataDir: this.dataDir,
+      retainMs: options.retainMs ?? 7 * 86_400_000,
+      logger: this.logger,
+    });
   }
 
   // ---- sessions -------------------------------------------------------------------------------
@@ -301,7 +311,12 @@ export class Baton {
 
   async listJobs(
     owner: string,
-    filter: { sessionId?: string | undefined; state?: string | undefined },
+    filter: {
+      sessionId?: string | undefined;
+      state?: string | undefined;
+      /** Every one must match: a key alone asks for the label, with a value for that value. */
+      label?: { key: string; value: string | null }[] | undefined;
+    },
   ): Promise<JobView[]> {
     if (filter.sessionId) await this.sessionOf(owner, filter.sessionId);
     const rows = await this.store.listJobs({
@@ -309,7 +324,13 @@ export class Baton {
       ...(filter.sessionId ? { sessionId: filter.sessionId } : {}),
       ...(filter.state ? { state: filter.state } : {}),
     });
-    return rows.map((row) => this.jobs.viewOf(row));
+    const wanted = filter.label ?? [];
+    const labelled = rows.filter((row) =>
+      wanted.every(({ key, value }) =>
+        value === null ? Object.hasOwn(row.labels, key) : row.labels[key] === value,
+      ),
+    );
+    return labelled.map((row) => this.jobs.viewOf(row));
   }
 
   // ---- start and stop ---------------------------------------------------------------------------
@@ -329,6 +350,7 @@ export class Baton {
         stored: (owner, seq) => this.tail.stored(owner, seq),
         ephemeral: (owner, frame) => this.feed.fromPeer(owner, frame as FeedFrame),
       });
+      this.retention.start();
       return { recovered: this.loaded.size };
     }
     const rows = await this.store.listJobs({ unfinished: true });
@@ -338,6 +360,7 @@ export class Baton {
       });
     }
     this.processes.pump();
+    this.retention.start();
     return { recovered: rows.length };
   }
 
@@ -487,6 +510,7 @@ export class Baton {
         this.logger.error({ err: error, step: name }, 'shutdown step failed');
       }
     };
+    await step('retention', () => this.retention.close());
     await step('output tail', () => this.outputTail.close());
     await step('drain', () => this.drain());
     await step('actors', () => {

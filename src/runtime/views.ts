@@ -25,6 +25,7 @@ export interface JobView {
   sessionId: string;
   command: string | null;
   name: string | null;
+  labels: Record<string, string>;
   external: boolean;
   state: string;
   outcome: string | null;
@@ -66,6 +67,7 @@ export function jobView(row: Omit<JobRow, 'version'>, why = row.why): JobView {
     sessionId: row.sessionId,
     command: row.command,
     name: row.name,
+    labels: row.labels,
     external: row.external,
     state: row.state,
     outcome: row.outcome,

@@ -44,6 +44,8 @@ export interface ErrorMapping {
  * already 404 `not_found`, so a write that races the delete reads the same way.
  * `slow_consumer` only ever closes a WebSocket (4008, like the standard 1008
  * policy violation); its HTTP status is there for completeness.
+ * `since_pruned` is only ever an error frame of the feed, which stays open
+ * (410 Gone: the events asked for no longer exist); its close code is unused.
  */
 export const ERROR_TABLE: Readonly<Record<ApiErrorCode, ErrorMapping>> = {
   invalid_request: { status: 400, wsClose: 4400 },
@@ -60,6 +62,7 @@ export const ERROR_TABLE: Readonly<Record<ApiErrorCode, ErrorMapping>> = {
   store_unavailable: { status: 503, wsClose: 1011 },
   rate_limited: { status: 429, wsClose: 4429 },
   internal: { status: 500, wsClose: 1011 },
+  since_pruned: { status: 410, wsClose: 4410 },
   unsupported_media_type: { status: 415, wsClose: 1003 },
   upgrade_required: { status: 426, wsClose: 4426 },
   conflict: { status: 409, wsClose: 4409 },

@@ -116,6 +116,12 @@ export class FeedConnection {
       // The whole owner stream is read and filtered here: `lastSeq` must pass
       // over other sessions' events too, or a later `subscribe` could see a gap.
       const page = await this.options.store.readEvents(this.options.owner, cursor, this.pageSize);
+      // An owner's stored seqs are one unbroken run (retention deletes the
+      // oldest first and keeps the newest), so a page that does not start
+      // right after the cursor means the events in between were pruned,
+      // before this connection or while it replayed.
+      const first = page[0];
+      if (first && first.seq > cursor + 1 && !this.closed) this.sincePruned(cursor, first.seq);
       for (const event of page) {
         if (this.closed) return;
         cursor = event.seq;
@@ -198,6 +204,23 @@ export class FeedConnection {
       // Acknowledged, so that a client knows from when on the filter holds.
       this.sendControl({ type: 'subscribed', sessionIds: ids });
     }
+  }
+
+  /**
+   * Says that events `since + 1 … firstSeq - 1` are gone, and goes on from
+   * `firstSeq`. The connection stays open: the client is already subscribed,
+   * so it can reload over HTTP without missing what happens meanwhile, and
+   * the seq it resumes from later is simply the last one it received. A
+   * client that knows nothing of this code still sees the jump in seqs; one
+   * that closes on it can reconnect with `since=firstSeq - 1`.
+   */
+  private sincePruned(since: number, firstSeq: number): void {
+    this.sendError(
+      'since_pruned',
+      `events after since=${since} up to seq ${firstSeq - 1} were pruned (older than the retention): ` +
+        `reload what you show over HTTP; this feed goes on from seq ${firstSeq}, the first retained ` +
+        `event (or reconnect with since=${firstSeq - 1})`,
+    );
   }
 
   private sendError(code: ApiErrorCode, message: string): void {

@@ -98,6 +98,7 @@ const SCHEMAS: Json = {
       sessionId: { type: 'string' },
       command: nullable('string'),
       name: nullable('string'),
+      labels: { type: 'object', additionalProperties: { type: 'string' } },
       external: { type: 'boolean' },
       state: { enum: [...JOB_STATES] },
       outcome: { enum: ['succeeded', 'failed', 'timedOut', 'lost', 'cancelled', null] },
@@ -243,6 +244,14 @@ export function openApiDocument(version: string): Json {
           parameters: [
             { name: 'sessionId', in: 'query', schema: { type: 'string' } },
             { name: 'state', in: 'query', schema: { enum: [...JOB_STATES] } },
+            {
+              name: 'label',
+              in: 'query',
+              description: 'key (has the label) or key=value; repeat for several, all must match',
+              schema: { type: 'array', items: { type: 'string' } },
+              style: 'form',
+              explode: true,
+            },
           ],
           responses: { ...ok(200, listOf('jobs', 'Job')), ...errors(400, 401, 404) },
         }),

@@ -51,6 +51,31 @@ const timeoutS = z
   .max(MAX_TIMEOUT_S, { error: `timeoutS must be at most ${MAX_TIMEOUT_S} (7 days)` })
   .optional();
 
+const LABEL_KEY = /^[A-Za-z0-9][A-Za-z0-9_.\/-]{0,62}$/;
+const MAX_LABELS = 16;
+
+/** A job's name, for people. */
+const jobName = z
+  .string({ error: 'name must be a string' })
+  .max(200, { error: 'name must be at most 200 characters' })
+  .optional();
+
+/** Small tags to find jobs by: at most 16, keys like `team` or `app.kubernetes.io/name`. */
+const labels = z
+  .record(
+    z.string().regex(LABEL_KEY, {
+      error: 'label keys are 1 to 63 letters, digits and . _ / - (starting with a letter or digit)',
+    }),
+    z
+      .string({ error: 'label values must be strings' })
+      .max(200, { error: 'label values must be at most 200 characters' }),
+    { error: 'labels must be an object of strings' },
+  )
+  .refine((value) => Object.keys(value).length <= MAX_LABELS, {
+    error: `at most ${MAX_LABELS} labels`,
+  })
+  .optional();
+
 export const commandJobBody = z.strictObject({
   command: z
     .string({ error: 'command must be a string' })
@@ -64,14 +89,14 @@ export const commandJobBody = z.strictObject({
     .max(4096, { error: 'cwd must be at most 4096 characters' })
     .refine(noNul, { error: 'cwd must not contain NUL characters' })
     .optional(),
+  name: jobName,
+  labels,
 });
 
 export const externalJobBody = z.strictObject({
   external: z.literal(true, { error: 'external must be true' }),
-  name: z
-    .string({ error: 'name must be a string' })
-    .max(200, { error: 'name must be at most 200 characters' })
-    .optional(),
+  name: jobName,
+  labels,
   timeoutS,
   heartbeatS: z
     .number({ error: 'heartbeatS must be a whole number of seconds' })
@@ -98,8 +123,31 @@ export const completeJobBody = z.strictObject({
     .optional(),
 });
 
+/** `label=key` (has the label) or `label=key=value`, repeatable: every one must match. */
+const labelFilter = z
+  .union([z.string(), z.array(z.string())])
+  .transform((value) => (Array.isArray(value) ? value : [value]))
+  .pipe(
+    z
+      .array(
+        z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.\/-]{0,62}(=.{0,200})?$/s, {
+          error: 'label must be key or key=value',
+        }),
+      )
+      .max(MAX_LABELS, { error: `at most ${MAX_LABELS} label filters` }),
+  )
+  .transform((items) =>
+    items.map((item) => {
+      const eq = item.indexOf('=');
+      return eq === -1
+        ? { key: item, value: null }
+        : { key: item.slice(0, eq), value: item.slice(eq + 1) };
+    }),
+  );
+
 export const listJobsQuery = z.object({
   sessionId: z.string().max(100).optional(),
+  label: labelFilter.optional(),
   state: z.enum(JOB_STATES, { error: `state must be one of ${JOB_STATES.join(', ')}` }).optional(),
 });
 

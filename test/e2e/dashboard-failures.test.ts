@@ -4,42 +4,32 @@
  * notice; retry and cancel from the page; a live turn that fails.
  */
 
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import type { Browser, Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startBaton } from '../support/baton-process.js';
 import type { BatonProcess } from '../support/baton-process.js';
 import {
   apiClient,
-  createSessionInPage,
   DOM_PROBE,
   expectShownExactlyAsStored,
-  launchChromium,
+  openDashboard,
   statesShown,
-  waitForFeed,
+  type OpenDashboard,
 } from './page-helpers.js';
 import type { ApiJob } from './page-helpers.js';
 
-let dataDir = '';
-let server: BatonProcess | null = null;
-let browser: Browser | null = null;
+let open: OpenDashboard | null = null;
 let page: Page;
 let sessionId = '';
 
 function live(): BatonProcess {
-  if (!server) throw new Error('the server is not running');
-  return server;
+  if (!open) throw new Error('the server is not running');
+  return open.server;
 }
 const api = apiClient(live);
 
 beforeAll(async () => {
-  browser = await launchChromium();
-  dataDir = mkdtempSync(join(tmpdir(), 'baton-e2e-fail-'));
-  server = await startBaton({
-    dataDir,
-    port: 0,
+  open = await openDashboard({
+    name: 'unreachable agent',
     extraArgs: [
       '--agent',
       'sse',
@@ -53,19 +43,11 @@ beforeAll(async () => {
       '600',
     ],
   });
-  page = await browser.newPage({ viewport: { width: 1440, height: 900 } });
-  page.on('pageerror', (error) => console.error('page error:', error));
-  await page.goto(live().dashboard);
-  await waitForFeed(page, 'live');
-  sessionId = await createSessionInPage(page, 'unreachable agent');
+  ({ page, sessionId } = open);
   await page.evaluate(DOM_PROBE);
 });
 
-afterAll(async () => {
-  await browser?.close().catch(() => undefined);
-  await server?.stop();
-  if (dataDir) rmSync(dataDir, { recursive: true, force: true });
-});
+afterAll(async () => open?.close());
 
 describe('dashboard with a failing agent', () => {
   it('shows the retries, the failed state and the failure notice, and retries from the notice', async () => {

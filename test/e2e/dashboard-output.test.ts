@@ -3,46 +3,27 @@
  * job prints it, before the job ends, and the whole output once it has.
  */
 
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startBaton, type BatonProcess } from '../support/baton-process.js';
-import { apiClient, createSessionInPage, launchChromium, waitForFeed } from './page-helpers.js';
+import { apiClient, openDashboard, type OpenDashboard } from './page-helpers.js';
 import type { ApiJob } from './page-helpers.js';
 
-let dataDir = '';
-let server: BatonProcess | null = null;
-let browser: Browser | null = null;
-let page: Page;
-let sessionId = '';
-
-function live(): BatonProcess {
-  if (!server) throw new Error('the server is not running');
-  return server;
+let open: OpenDashboard | null = null;
+function live(): OpenDashboard {
+  if (!open) throw new Error('the dashboard is not open');
+  return open;
 }
-const api = apiClient(live);
+const api = apiClient(() => live().server);
 
 beforeAll(async () => {
-  browser = await launchChromium();
-  dataDir = mkdtempSync(join(tmpdir(), 'baton-e2e-output-'));
-  server = await startBaton({ dataDir, port: 0 });
-  page = await browser.newPage({ viewport: { width: 1440, height: 900 } });
-  page.on('pageerror', (error) => console.error('page error:', error));
-  await page.goto(live().dashboard);
-  await waitForFeed(page, 'live');
-  sessionId = await createSessionInPage(page, 'live output');
+  open = await openDashboard({ name: 'output' });
 });
-
-afterAll(async () => {
-  await browser?.close().catch(() => undefined);
-  await server?.stop();
-  if (dataDir) rmSync(dataDir, { recursive: true, force: true });
-});
+afterAll(async () => open?.close());
 
 describe('dashboard: live job output', () => {
   it("shows a running job's output as it is printed", async () => {
+    const { page, dataDir, sessionId } = live();
     const job = await api<ApiJob>('POST', `/v1/sessions/${sessionId}/jobs`, {
       command: 'echo step one; while [ ! -f go ]; do sleep 0.05; done; echo step two',
     });

@@ -3,11 +3,13 @@
  * into the page, and a small API client to compare the page with the store.
  */
 
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { chromium } from 'playwright-core';
 import type { Browser, Page } from 'playwright-core';
 import { expect } from 'vitest';
-import type { BatonProcess } from '../support/baton-process.js';
+import { startBaton, type BatonProcess } from '../support/baton-process.js';
 
 export const CHROMIUM = '/usr/bin/chromium';
 
@@ -208,4 +210,44 @@ export async function createSessionInPage(page: Page, title: string): Promise<st
   const id = await item.getAttribute('data-session-id');
   if (!id) throw new Error('the new session has no id in the list');
   return id;
+}
+
+/** A `baton serve` with the dashboard open in Chromium on a session of its own. */
+export interface OpenDashboard {
+  server: BatonProcess;
+  page: Page;
+  dataDir: string;
+  sessionId: string;
+  close(): Promise<void>;
+}
+
+/** Starts `baton serve` on a fresh data dir, opens its dashboard and creates a session there. */
+export async function openDashboard(options: {
+  name: string;
+  extraArgs?: string[];
+}): Promise<OpenDashboard> {
+  const browser = await launchChromium();
+  const dataDir = mkdtempSync(join(tmpdir(), `baton-e2e-${options.name.replace(/\W+/g, '-')}-`));
+  let server: BatonProcess | null = null;
+  const close = async () => {
+    await browser.close().catch(() => undefined);
+    await server?.stop();
+    rmSync(dataDir, { recursive: true, force: true });
+  };
+  try {
+    server = await startBaton({
+      dataDir,
+      port: 0,
+      ...(options.extraArgs ? { extraArgs: options.extraArgs } : {}),
+    });
+    const page = await browser.newPage({ viewport: { width: 1440, height: 900 } });
+    page.on('pageerror', (error) => console.error('page error:', error));
+    await page.goto(server.dashboard);
+    await waitForFeed(page, 'live');
+    const sessionId = await createSessionInPage(page, options.name);
+    return { server, page, dataDir, sessionId, close };
+  } catch (error) {
+    await close();
+    throw error;
+  }
 }

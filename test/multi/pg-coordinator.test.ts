@@ -93,6 +93,7 @@ describe('PgCoordinator', () => {
             timeoutS: null,
             external: true,
             name: null,
+            labels: {},
             state: 'running',
             outcome: null,
             exitCode: null,

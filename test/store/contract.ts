@@ -7,6 +7,7 @@ import {
   StoreWriteError,
 } from '../../src/runtime/store/store.js';
 import type { Batch, CommitResult, Store } from '../../src/runtime/store/store.js';
+import { pruneContract } from './contract-prune.js';
 import { at, eventOf, failure, jobRow, messageRow, namespace, sessionRow } from './fixtures.js';
 
 /**
@@ -159,6 +160,7 @@ export function storeContract(name: string, make: () => Promise<Store>): void {
           cwd: '/srv/app',
           timeoutS: 90.5,
           name: 'install',
+          labels: { team: 'web', 'app.example/tier': 'ünïcode ✓' },
           state: 'retrying',
           outcome: 'failed',
           exitCode: 2,
@@ -210,6 +212,14 @@ export function storeContract(name: string, make: () => Promise<Store>): void {
         expect(second.jobVersions).toEqual({ [job.id]: 2 });
         expect(third.jobVersions).toEqual({ [job.id]: 3 });
         expect(await store.getJob(job.id)).toEqual({ ...final, version: 3 });
+      });
+
+      it('keeps the labels a job was created with through its updates', async () => {
+        const { owner, sessionId, id } = await withSession();
+        const job = jobRow(owner, sessionId, id('j'), { labels: { kind: 'build' } });
+        await store.commit({ jobs: [{ row: job, expectedVersion: null }] });
+        await store.commit({ jobs: [{ row: { ...job, state: 'completed' }, expectedVersion: 1 }] });
+        expect((await store.getJob(job.id))?.labels).toEqual({ kind: 'build' });
       });
 
       it('inserts and updates the same job in one batch', async () => {
@@ -530,6 +540,8 @@ export function storeContract(name: string, make: () => Promise<Store>): void {
       });
     });
 
+    pruneContract(() => store);
+
     describe('fencing', () => {
       it('applies a batch fenced with the session’s current epoch', async () => {
         const { owner, id } = namespace();
@@ -573,6 +585,8 @@ export function storeContract(name: string, make: () => Promise<Store>): void {
           store.listJobs({ owner }),
           store.readEvents(owner, 0, 10),
           store.lastSeq(owner),
+          store.firstSeq(owner),
+          store.pruneEvents(at(0), 10),
         ];
         for (const call of calls) {
           expect(await failure(call)).toBeInstanceOf(StoreWriteError);

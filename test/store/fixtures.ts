@@ -48,6 +48,7 @@ export function jobRow(
     timeoutS: null,
     external: false,
     name: null,
+    labels: {},
     state: 'running',
     outcome: null,
     exitCode: null,

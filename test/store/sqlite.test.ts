@@ -251,6 +251,7 @@ describe('SqliteStore', () => {
               timeoutS: null,
               external: true,
               name: null,
+              labels: {},
               state: 'running',
               outcome: null,
               exitCode: null,

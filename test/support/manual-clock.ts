@@ -21,6 +21,11 @@ export class ManualClock implements Clock {
     this.timers.delete(handle as number);
   }
 
+  /** Timers armed and not fired yet. */
+  get pending(): number {
+    return this.timers.size;
+  }
+
   /** Moves time on by `ms`, firing every timer that falls due, in time order. */
   advance(ms: number): void {
     const until = this.ms + ms;

@@ -42,6 +42,7 @@ describe('ERROR_TABLE', () => {
     expect(ERROR_TABLE.rate_limited.status).toBe(429);
     expect(ERROR_TABLE.internal.status).toBe(500);
     expect(ERROR_TABLE.slow_consumer.wsClose).toBe(4008);
+    expect(ERROR_TABLE.since_pruned).toEqual({ status: 410, wsClose: 4410 });
   });
 });
 

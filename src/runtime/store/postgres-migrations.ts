@@ -115,6 +115,11 @@ function initialSchema(s: string): string {
 export const POSTGRES_MIGRATIONS: readonly PostgresMigration[] = [
   { version: 1, name: 'initial schema', sql: initialSchema },
   { version: 2, name: 'session owners and commands', sql: sessionOwners },
+  {
+    version: 3,
+    name: 'job labels',
+    sql: (s) => `ALTER TABLE ${s}.jobs ADD COLUMN labels json NOT NULL DEFAULT '{}'`,
+  },
 ];
 
 /**

@@ -31,7 +31,7 @@ export function storeTypes(): CustomTypesConfig {
 
 const JOB_COLUMNS = `id, session_id, owner, command, cwd, timeout_s, external, name, state, outcome,
   exit_code, attempts, output, created_at, finished_at, followed_up_at, history, why, snapshot,
-  process, version`;
+  process, labels, version`;
 
 const EVENT_COLUMNS = 'owner, seq, at, type, session_id, job_id, turn_id, data';
 
@@ -59,7 +59,7 @@ export function statements(s: string) {
           AS answers_jobs
       FROM ${s}.messages m WHERE m.session_id = $1 ORDER BY m.ordinal`,
     insertJob: `INSERT INTO ${s}.jobs (${JOB_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9,
-        $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, 1)
+        $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, 1)
       ON CONFLICT (id) DO NOTHING`,
     // In READ COMMITTED a row changed by a concurrent commit is re-checked
     // against this WHERE once that commit is done: a stale version matches no
@@ -106,6 +106,18 @@ export function statements(s: string) {
     readSessionEvents: `SELECT ${EVENT_COLUMNS} FROM ${s}.events
       WHERE owner = $1 AND session_id = $2 AND seq > $3 ORDER BY seq LIMIT $4`,
     lastSeq: `SELECT last_seq FROM ${s}.owner_seq WHERE owner = $1`,
+    firstSeq: `SELECT coalesce((SELECT min(seq) FROM ${s}.events WHERE owner = $1),
+        (SELECT last_seq + 1 FROM ${s}.owner_seq WHERE owner = $1), 1) AS first_seq`,
+    seqOwners: `SELECT owner, last_seq FROM ${s}.owner_seq ORDER BY owner`,
+    // As in the SQLite store: the head of one owner's events ($1) below its
+    // newest seq ($2), up to the first not older than $3, at most $4 rows,
+    // read through the primary key. `at` is compared bytewise, as SQLite does.
+    pruneOwnerEvents: `WITH head AS (
+        SELECT seq, at FROM ${s}.events WHERE owner = $1 AND seq < $2 ORDER BY seq LIMIT $4
+      )
+      DELETE FROM ${s}.events WHERE owner = $1 AND seq < coalesce(
+        (SELECT min(seq) FROM head WHERE at COLLATE "C" >= $3),
+        (SELECT max(seq) + 1 FROM head))`,
   };
 }
 
@@ -123,7 +135,7 @@ export type Named = Exclude<keyof Statements, 'listJobs'>;
  */
 export function ignoreConnectionError(): void {}
 
-/** The parameters of `insertJob` and the first twenty of `updateJob`, in column order. */
+/** The first twenty parameters of `insertJob` (then the labels) and of `updateJob`, in column order. */
 export function jobParams(row: JobWrite['row']): unknown[] {
   return [
     row.id,

@@ -225,7 +225,11 @@ export class GroupCommitWriter {
   private async writeJob(client: PoolClient, write: JobWrite): Promise<number> {
     const params = jobParams(write.row);
     if (write.expectedVersion === null) {
-      const { rowCount } = await this.run(client, 'insertJob', params);
+      // Labels are set once, at creation; an update leaves them as they are.
+      const { rowCount } = await this.run(client, 'insertJob', [
+        ...params,
+        JSON.stringify(write.row.labels),
+      ]);
       // The caller believed the job was new; someone else created it first.
       if (rowCount === 0) throw new StoreConflictError(write.row.id, null);
       return 1;

@@ -1,5 +1,5 @@
 import pg from 'pg';
-import type { Pool, PoolClient, QueryConfig, QueryResultRow } from 'pg';
+import type { Pool, PoolClient, QueryConfig, QueryResult, QueryResultRow } from 'pg';
 import { migratePostgres, quoteSchema } from './postgres-migrations.js';
 import {
   ignoreConnectionError,
@@ -20,10 +20,11 @@ import type {
   Statements,
 } from './postgres-sql.js';
 import { GroupCommitWriter } from './postgres-writer.js';
-import { StoreWriteError } from './store.js';
+import { checkPruneArgs, StoreWriteError } from './store.js';
 import type {
   Batch,
   CommitResult,
+  Iso,
   JobFilter,
   JobRow,
   MessageRow,
@@ -165,6 +166,27 @@ export class PostgresStore implements Store {
     return record?.last_seq ?? 0;
   }
 
+  async firstSeq(owner: string): Promise<number> {
+    const [record] = await this.read<{ first_seq: number }>('firstSeq', [owner]);
+    return record?.first_seq ?? 1;
+  }
+
+  /**
+   * Plain deletes beside the commit queue: they touch only events that no
+   * commit writes again, and another process pruning at the same time
+   * deletes the same rows at most once.
+   */
+  async pruneEvents(before: Iso, limit: number): Promise<number> {
+    checkPruneArgs(before, limit);
+    let deleted = 0;
+    const owners = await this.read<{ owner: string; last_seq: number }>('seqOwners', []);
+    for (const { owner, last_seq: last } of owners) {
+      if (deleted >= limit) break;
+      deleted += await this.change('pruneOwnerEvents', [owner, last, before, limit - deleted]);
+    }
+    return deleted;
+  }
+
   /** Waits for the commits already handed in, then ends the pool; safe to call twice. */
   close(): Promise<void> {
     this.closing ??= this.shutdown();
@@ -205,10 +227,19 @@ export class PostgresStore implements Store {
   }
 
   private async query<R extends QueryResultRow>(config: QueryConfig): Promise<R[]> {
+    return (await this.execute<R>(config)).rows;
+  }
+
+  /** Runs a named statement that changes rows and returns how many it changed. */
+  private async change(name: Named, values: unknown[]): Promise<number> {
+    return (await this.execute({ name, text: this.sql[name], values })).rowCount ?? 0;
+  }
+
+  private async execute<R extends QueryResultRow>(config: QueryConfig): Promise<QueryResult<R>> {
     const unusable = this.unusable();
     if (unusable) throw unusable;
     try {
-      return (await this.pool.query<R>(config)).rows;
+      return await this.pool.query<R>(config);
     } catch (err) {
       throw toStoreError(err);
     }

@@ -44,6 +44,8 @@ export interface JobRecord {
   timeout_s: number | null;
   external: boolean;
   name: string | null;
+  /** JSON text. */
+  labels: string;
   state: string;
   outcome: string | null;
   exit_code: number | null;
@@ -105,6 +107,7 @@ export function toJob(r: JobRecord): JobRow {
     timeoutS: r.timeout_s,
     external: r.external,
     name: r.name,
+    labels: JSON.parse(r.labels) as Record<string, string>,
     state: r.state,
     outcome: r.outcome,
     exitCode: r.exit_code,

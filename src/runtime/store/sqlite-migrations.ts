@@ -132,6 +132,13 @@ export const SQLITE_MIGRATIONS: readonly SqliteMigration[] = [
       `);
     },
   },
+  {
+    version: 4,
+    name: 'job labels',
+    up(db) {
+      db.exec(`ALTER TABLE jobs ADD COLUMN labels TEXT NOT NULL DEFAULT '{}'`);
+    },
+  },
 ];
 
 /**

@@ -55,11 +55,33 @@ export const UNAVAILABLE_CODE =
 
 export const JOB_COLUMNS = `id, session_id, owner, command, cwd, timeout_s, external, name, state, outcome,
   exit_code, attempts, output, created_at, finished_at, followed_up_at, history, why, snapshot,
-  process, version`;
+  process, labels, version`;
 
 export const EVENT_COLUMNS = 'owner, seq, at, type, session_id, job_id, turn_id, data';
 
 export const FINAL_STATES_JSON = JSON.stringify(FINAL_JOB_STATES);
+
+/** One owner's share of `Store.pruneEvents`: `last` is its newest seq, which stays. */
+export interface PruneParams {
+  owner: string;
+  last: number;
+  before: string;
+  limit: number;
+}
+
+/**
+ * Deletes the head of one owner's events up to the first that is not older
+ * than `before`, at most `limit` of them. The head is read through the
+ * primary key (owner, seq) from the oldest, so no index on `at` is needed
+ * and every commit is spared from keeping one up to date.
+ */
+export const PRUNE_OWNER_EVENTS = `
+  WITH head AS (
+    SELECT seq, at FROM events WHERE owner = @owner AND seq < @last ORDER BY seq LIMIT @limit
+  )
+  DELETE FROM events WHERE owner = @owner AND seq < coalesce(
+    (SELECT min(seq) FROM head WHERE at >= @before),
+    (SELECT max(seq) + 1 FROM head))`;
 
 export function prepareStatements(db: Database.Database) {
   return {
@@ -97,7 +119,8 @@ export function prepareStatements(db: Database.Database) {
     insertJob: db.prepare<JobParams>(
       `INSERT INTO jobs (${JOB_COLUMNS}) VALUES (@id, @session_id, @owner, @command, @cwd,
          @timeout_s, @external, @name, @state, @outcome, @exit_code, @attempts, @output,
-         @created_at, @finished_at, @followed_up_at, @history, @why, @snapshot, @process, 1)`,
+         @created_at, @finished_at, @followed_up_at, @history, @why, @snapshot, @process, @labels,
+         1)`,
     ),
     // Only what changes after a job is created: leaving the indexed identity
     // columns out of SET spares SQLite from touching their indexes.
@@ -140,6 +163,18 @@ export function prepareStatements(db: Database.Database) {
        WHERE owner = ? AND session_id = ? AND seq > ? ORDER BY seq LIMIT ?`,
     ),
     lastSeq: db.prepare<[string], number>(`SELECT last_seq FROM owner_seq WHERE owner = ?`).pluck(),
+    // An owner that never had an event starts at 1; one whose events were all
+    // pruned cannot exist (the newest is kept), but would start after its last.
+    firstSeq: db
+      .prepare<{ owner: string }, number>(
+        `SELECT coalesce((SELECT min(seq) FROM events WHERE owner = @owner),
+           (SELECT last_seq + 1 FROM owner_seq WHERE owner = @owner), 1)`,
+      )
+      .pluck(),
+    seqOwners: db.prepare<[], { owner: string; last_seq: number }>(
+      `SELECT owner, last_seq FROM owner_seq ORDER BY owner`,
+    ),
+    pruneOwnerEvents: db.prepare<PruneParams>(PRUNE_OWNER_EVENTS),
   };
 }
 
@@ -217,5 +252,6 @@ export function jobParams(row: JobWrite['row']): JobParams {
     // JSON has no `undefined`; a missing snapshot is stored as null.
     snapshot: JSON.stringify(row.snapshot ?? null),
     process: row.process === null ? null : JSON.stringify(row.process),
+    labels: JSON.stringify(row.labels),
   };
 }

@@ -16,6 +16,7 @@ import {
   type Statements,
 } from './sqlite-sql.js';
 import {
+  checkPruneArgs,
   DuplicateFollowUpError,
   FencedError,
   StoreConflictError,
@@ -24,6 +25,7 @@ import {
 import type {
   Batch,
   CommitResult,
+  Iso,
   JobFilter,
   JobRow,
   JobWrite,
@@ -46,8 +48,11 @@ export interface SqliteStoreOptions {
   busyTimeoutMs?: number;
 }
 
-/** The prepared statements of an open store and its commit transaction. */
-type Connection = Statements & { commitGroup(batches: Batch[]): GroupResult[] };
+/** The prepared statements of an open store and its commit and prune transactions. */
+type Connection = Statements & {
+  commitGroup(batches: Batch[]): GroupResult[];
+  pruneEvents(before: Iso, limit: number): number;
+};
 
 type GroupResult = { ok: true; value: CommitResult } | { ok: false; error: unknown };
 
@@ -151,7 +156,19 @@ export class SqliteStore implements Store {
           return isolated.immediate(batches);
         }
       };
-      this.conn = { ...statements, commitGroup };
+      // One transaction per call: one fsync for the whole chunk, however
+      // many owners it spans.
+      const prune = db.transaction((before: Iso, limit: number): number => {
+        let deleted = 0;
+        for (const { owner, last_seq: last } of statements.seqOwners.all()) {
+          if (deleted >= limit) break;
+          const params = { owner, last, before, limit: limit - deleted };
+          deleted += statements.pruneOwnerEvents.run(params).changes;
+        }
+        return deleted;
+      });
+      const pruneEvents = (before: Iso, limit: number) => prune.immediate(before, limit);
+      this.conn = { ...statements, commitGroup, pruneEvents };
       this.db = db;
     } catch (err) {
       db?.close();
@@ -238,6 +255,16 @@ export class SqliteStore implements Store {
 
   async lastSeq(owner: string): Promise<number> {
     return this.use((s) => s.lastSeq.get(owner)) ?? 0;
+  }
+
+  async firstSeq(owner: string): Promise<number> {
+    return this.use((s) => s.firstSeq.get({ owner })) ?? 1;
+  }
+
+  /** Synchronous like every call here: `limit` bounds how long it holds the event loop. */
+  async pruneEvents(before: Iso, limit: number): Promise<number> {
+    checkPruneArgs(before, limit);
+    return this.use((c) => c.pruneEvents(before, limit));
   }
 
   async close(): Promise<void> {

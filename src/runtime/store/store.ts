@@ -7,6 +7,8 @@
  * either all durable or none is.
  */
 
+import { BatonError } from '../errors.js';
+
 /** ISO-8601 timestamp string, e.g. `2026-11-25T10:00:00.000Z`. */
 export type Iso = string;
 
@@ -63,6 +65,8 @@ export interface JobRow {
   timeoutS: number | null;
   external: boolean;
   name: string | null;
+  /** Small key → value tags given at creation, to find jobs by (`GET /v1/jobs?label=`). */
+  labels: Record<string, string>;
   /** Top-level state of the job machine. */
   state: string;
   outcome: string | null;
@@ -162,6 +166,23 @@ export interface Store {
   ): Promise<StoredEvent[]>;
   /** Highest seq stored for the owner, 0 when none. */
   lastSeq(owner: string): Promise<number>;
+  /**
+   * Lowest seq still stored for the owner: 1 until {@link Store.pruneEvents}
+   * removed some of its events, `lastSeq + 1` for an owner without any. A
+   * replay from `since` is whole only when `since >= firstSeq - 1`.
+   */
+  firstSeq(owner: string): Promise<number>;
+  /**
+   * Deletes feed events whose `at` is before `before`, at most `limit` of them,
+   * and returns how many it deleted: fewer than `limit` means none is left.
+   * Each owner's events go oldest seq first, and stop at the first one that
+   * is not old enough, so what an owner keeps is one unbroken run of seqs
+   * (a replay never skips an event in the middle). An owner's newest event
+   * is always kept: a replay can then tell from the store alone that events
+   * before it are gone. Seqs are taken from a counter, so new events go on
+   * numbering after the pruned ones.
+   */
+  pruneEvents(before: Iso, limit: number): Promise<number>;
   /** Closes the database; safe to call twice. */
   close(): Promise<void>;
 }
@@ -209,3 +230,23 @@ export class StoreWriteError extends Error {
 }
 
 export const FINAL_JOB_STATES: readonly string[] = ['followedUp', 'failed', 'cancelled', 'skipped'];
+
+/** The exact form `Date#toISOString` gives, which sorts as text in time order. */
+const ISO_UTC = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
+
+/**
+ * Refuses bad arguments of {@link Store.pruneEvents} before anything is
+ * deleted. Stores compare `at` as text, so only the one ISO form is taken:
+ * another form of the same instant would compare wrong.
+ */
+export function checkPruneArgs(before: Iso, limit: number): void {
+  if (!Number.isSafeInteger(limit) || limit < 1) {
+    throw new BatonError('invalid_request', `limit must be a positive whole number, got ${limit}`);
+  }
+  if (!ISO_UTC.test(before) || Number.isNaN(Date.parse(before))) {
+    throw new BatonError(
+      'invalid_request',
+      `before must be an ISO time such as 2026-11-25T10:00:00.000Z, got ${JSON.stringify(before)}`,
+    );
+  }
+}

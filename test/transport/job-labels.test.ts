@@ -1,0 +1,82 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { errorCode, field, startServer, TOKENS, type TestServer } from './helpers.js';
+
+describe('HTTP API: job names and labels', () => {
+  let s: TestServer;
+  let sessionId: string;
+  const ids: Record<string, string> = {};
+
+  beforeAll(async () => {
+    s = await startServer();
+    sessionId = String(field((await s.call('POST', '/v1/sessions', { body: {} })).body, 'id'));
+    const make = async (key: string, body: Record<string, unknown>) => {
+      const res = await s.call('POST', `/v1/sessions/${sessionId}/jobs`, { body });
+      expect(res.status).toBe(201);
+      ids[key] = String(field(res.body, 'id'));
+      return res.body;
+    };
+    const first = await make('build', {
+      command: 'true',
+      name: 'build the site',
+      labels: { team: 'web', kind: 'build' },
+    });
+    expect(first).toMatchObject({
+      name: 'build the site',
+      labels: { team: 'web', kind: 'build' },
+    });
+    await make('render', { external: true, name: 'render', labels: { team: 'video' } });
+    await make('plain', { command: 'true' });
+  });
+  afterAll(async () => s.close());
+
+  const listed = async (query: string) => {
+    const res = await s.call('GET', `/v1/jobs?${query}`);
+    expect(res.status).toBe(200);
+    return (field(res.body, 'jobs') as { id: string }[]).map((j) => j.id).sort();
+  };
+
+  it('shows a job with its name and labels, and no labels as {}', async () => {
+    const job = await s.call('GET', `/v1/jobs/${ids['render']}`);
+    expect(job.body).toMatchObject({ name: 'render', labels: { team: 'video' } });
+    expect(field((await s.call('GET', `/v1/jobs/${ids['plain']}`)).body, 'labels')).toEqual({});
+  });
+
+  it('filters by a label, by its value, and by several at once', async () => {
+    expect(await listed('label=team')).toEqual([ids['build'], ids['render']].sort());
+    expect(await listed('label=team=web')).toEqual([ids['build']]);
+    expect(await listed('label=team=web&label=kind=build')).toEqual([ids['build']]);
+    expect(await listed('label=team=web&label=kind=deploy')).toEqual([]);
+    expect(await listed(`label=team&sessionId=${sessionId}`)).toHaveLength(2);
+    expect(await listed('label=nobody')).toEqual([]);
+  });
+
+  it("never lists another owner's labelled jobs", async () => {
+    const res = await s.call('GET', '/v1/jobs?label=team', { token: TOKENS.bob });
+    expect(field(res.body, 'jobs')).toEqual([]);
+  });
+
+  it.each([
+    { command: 'true', labels: { '': 'x' } },
+    { command: 'true', labels: { 'bad key': 'x' } },
+    { command: 'true', labels: { k: 5 } },
+    { command: 'true', labels: ['a'] },
+    {
+      command: 'true',
+      labels: Object.fromEntries([...Array(17).keys()].map((i) => [`k${i}`, 'v'])),
+    },
+    { command: 'true', labels: { k: 'v'.repeat(201) } },
+    { command: 'true', name: 7 },
+  ])('refuses bad labels or names with 400, storing nothing: %j', async (body) => {
+    const before = (await s.t.store.listJobs({ sessionId })).length;
+    const res = await s.call('POST', `/v1/sessions/${sessionId}/jobs`, { body });
+    expect(res.status).toBe(400);
+    expect(errorCode(res.body)).toBe('invalid_request');
+    expect((await s.t.store.listJobs({ sessionId })).length).toBe(before);
+  });
+
+  it.each(['label==x', 'label=bad%20key', 'label=k%0A'])('refuses the filter %s', async (query) => {
+    const res = await s.call('GET', `/v1/jobs?${query}&sessionId=${sessionId}`);
+    expect(res.status).toBe(400);
+    expect(errorCode(res.body)).toBe('invalid_request');
+  });
+});
