@@ -53,10 +53,22 @@ export async function crashCampaign(opts: {
   for (let k = 0; k < opts.kills; k++) {
     const proc = start(opts.dir, opts.sessions, opts.perSession);
     let ready = false;
-    proc.stdout?.on('data', (chunk: Buffer) => {
-      if (chunk.toString().includes('ready')) ready = true;
+    const readied = new Promise<void>((resolve) => {
+      proc.stdout?.on('data', (chunk: Buffer) => {
+        if (!chunk.toString().includes('ready')) return;
+        ready = true;
+        resolve();
+      });
     });
-    await new Promise((r) => setTimeout(r, 150 + random() * opts.maxDelayMs));
+    // Every third kill waits for recovery to be over first: on a busy machine
+    // start-up can outlast every random delay, and a campaign whose kills all
+    // land before recovery would test recovery of recovery only.
+    if (k % 3 === 2) {
+      await Promise.race([readied, exited(proc), new Promise((r) => setTimeout(r, 30_000))]);
+      await new Promise((r) => setTimeout(r, random() * 300));
+    } else {
+      await new Promise((r) => setTimeout(r, 150 + random() * opts.maxDelayMs));
+    }
     proc.kill('SIGKILL');
     await exited(proc);
     if (ready) killsAfterReady++;
