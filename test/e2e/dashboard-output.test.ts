@@ -38,6 +38,8 @@ describe('dashboard: live job output', () => {
       `[data-testid=job-card][data-job-id="${job.id}"][data-state=followedUp]`,
       { timeout: 15_000 },
     );
+    // The stored output comes with the job read right after its last state frame.
+    await output.getByText('step two').waitFor({ timeout: 5_000 });
     expect(await output.textContent()).toBe('step one\nstep two\n');
   });
 });
