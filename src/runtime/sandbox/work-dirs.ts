@@ -17,6 +17,27 @@ export function ownerDirName(owner: string): string {
   return encodeURIComponent(owner).replace(/^\./, '%2E');
 }
 
+/**
+ * Throws when the job's user cannot pass through a directory above `dir`
+ * (the ones Baton opens itself excepted): bwrap, running as that user, could
+ * not reach the work directory it binds.
+ */
+async function assertReachable(dir: string, user: JobUser): Promise<void> {
+  for (let at = dirname(dir); at !== dirname(at); at = dirname(at)) {
+    const info = await stat(at);
+    const through =
+      (info.mode & 0o001) !== 0 ||
+      (info.uid === user.uid && (info.mode & 0o100) !== 0) ||
+      (info.gid === user.gid && (info.mode & 0o010) !== 0);
+    if (!through) {
+      const mode = (info.mode & 0o777).toString(8);
+      throw new Error(
+        `jobs run as uid ${user.uid}, which cannot pass through ${at} (mode ${mode}): choose a --work-root (or --data) it can reach`,
+      );
+    }
+  }
+}
+
 /** Lets others pass through `dir` (o+x) without listing it. */
 async function letThrough(dir: string): Promise<void> {
   const info = await stat(dir);
@@ -69,6 +90,7 @@ export class WorkDirs {
       if (this.user === null) return;
       await letThrough(dirname(this.root));
       await letThrough(this.root);
+      await assertReachable(dirname(this.root), this.user);
     })().catch((error: unknown) => {
       this.rootReady = null;
       throw error;

@@ -1,3 +1,6 @@
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import {
   jobEnvironment,
@@ -67,5 +70,20 @@ describe('WorkDirs', () => {
     expect(ownerDirName('.')).toBe('%2E');
     expect(ownerDirName('a/../b')).toBe('a%2F..%2Fb');
     expect(dirs.of('..')).toBe('/data/work/%2E.');
+  });
+});
+
+describe('WorkDirs for a job user other than the server', () => {
+  it('says which directory the job user cannot pass through', async () => {
+    const top = mkdtempSync(join(tmpdir(), 'baton-reach-')); // mode 700
+    try {
+      mkdirSync(join(top, 'data'));
+      const dirs = new WorkDirs(join(top, 'data', 'work'), {}, { uid: 65534, gid: 65534 });
+      await expect(dirs.ensure('alice')).rejects.toThrow(
+        `jobs run as uid 65534, which cannot pass through ${top} (mode 700)`,
+      );
+    } finally {
+      rmSync(top, { recursive: true, force: true });
+    }
   });
 });
