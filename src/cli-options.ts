@@ -4,6 +4,7 @@
  */
 
 import { InvalidArgumentError, Option } from 'commander';
+import { LOG_LEVELS, type LogLevel } from './logger.js';
 import type { AgentKind } from './runtime/agents/create-agent.js';
 
 /** `baton serve`'s options once parsed. */
@@ -21,6 +22,8 @@ export interface ServeOptions {
   /** `--inspect` alone: the default inspector address; `--inspect URL`: that one. */
   inspect?: boolean | string | undefined;
   pretty?: boolean | undefined;
+  logLevel: LogLevel;
+  pgSchema: string;
   maxAttempts: number;
   retryBaseMs: number;
   retryMaxMs: number;
@@ -47,7 +50,7 @@ export interface ServeOptions {
 export function wholeNumber(name: string, min: number, max: number) {
   return (value: string): number => {
     const text = value.trim();
-    if (!/^\d+$/.test(text)) {
+    if (!/^-?\d+$/.test(text)) {
       throw new InvalidArgumentError(`${name} must be a whole number, got "${value}"`);
     }
     const n = Number(text);
@@ -149,6 +152,14 @@ export function serveOptions(): Option[] {
       'connect every actor to the Stately inspector (default ws://localhost:8080)',
     ).env('BATON_INSPECT'),
     new Option('--pretty', 'human-readable logs instead of JSON lines').env('BATON_PRETTY'),
+    new Option('--log-level <level>', 'least severe log level written')
+      .env('BATON_LOG_LEVEL')
+      .choices(LOG_LEVELS)
+      .default('info'),
+    new Option('--pg-schema <name>', 'PostgreSQL schema holding the tables (--store postgres)')
+      .env('BATON_PG_SCHEMA')
+      .default('baton')
+      .argParser(nonEmpty('--pg-schema')),
     new Option('--max-attempts <n>', 'agent attempts per follow-up before it fails')
       .env('BATON_MAX_ATTEMPTS')
       .default(5)

@@ -12,8 +12,8 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Command, CommanderError } from 'commander';
 import type { FastifyInstance } from 'fastify';
-import { pino, type Logger } from 'pino';
-import pretty from 'pino-pretty';
+import type { Logger } from 'pino';
+import { createLogger } from './logger.js';
 import { crossCheck, inspectSetting, serveOptions, type ServeOptions } from './cli-options.js';
 import { machineDefinitions } from './machines/definitions.js';
 import { createAgent } from './runtime/agents/create-agent.js';
@@ -22,6 +22,7 @@ import { PostgresStore } from './runtime/store/postgres.js';
 import { PgCoordinator } from './runtime/pg-coordinator.js';
 import type { Store } from './runtime/store/store.js';
 import { Baton } from './runtime/system.js';
+import { DataDirInUseError, lockDataDir, type DataDirLock } from './runtime/data-dir-lock.js';
 import { chooseSandbox, SandboxChoiceError } from './runtime/sandbox/choose-sandbox.js';
 import { JobEnvError, parseJobEnv } from './runtime/sandbox/job-env.js';
 import type { Sandbox } from './runtime/sandbox/sandbox.js';
@@ -44,14 +45,6 @@ export interface RunningServer {
   baton: Baton;
   /** Stops listening, closes WebSockets, then the runtime. Safe to call twice. */
   close(): Promise<void>;
-}
-
-/** Creates the logger: pino JSON lines on stdout, or pino-pretty with `--pretty`. */
-export function createLogger(prettyOutput: boolean): Logger {
-  const level = process.env['BATON_LOG_LEVEL'] ?? 'info';
-  return prettyOutput
-    ? pino({ level }, pretty({ sync: true, colorize: process.stdout.isTTY === true }))
-    : pino({ level });
 }
 
 /** The dashboard's directory, next to `src/` and `dist/`, when it is there. */
@@ -80,7 +73,7 @@ async function openStore(
     return { store, coordinator: null };
   }
   const connectionString = options.databaseUrl ?? '';
-  const schema = process.env['BATON_PG_SCHEMA'] ?? 'baton';
+  const schema = options.pgSchema;
   const store = new PostgresStore({ connectionString, schema });
   try {
     await store.init();
@@ -121,6 +114,31 @@ export async function serve(options: ServeOptions, logger: Logger): Promise<Runn
 
   const dataDir = resolve(options.data);
   await mkdir(dataDir, { recursive: true });
+  let lock: DataDirLock;
+  try {
+    lock = lockDataDir(dataDir);
+  } catch (error) {
+    if (error instanceof DataDirInUseError) throw new UsageError(error.message);
+    throw error;
+  }
+  try {
+    const server = await serveIn(dataDir, options, logger);
+    return {
+      ...server,
+      close: () => server.close().finally(() => lock.release()),
+    };
+  } catch (error) {
+    lock.release();
+    throw error;
+  }
+}
+
+/** {@link serve} once this process holds the data dir. */
+async function serveIn(
+  dataDir: string,
+  options: ServeOptions,
+  logger: Logger,
+): Promise<RunningServer> {
   let auth;
   try {
     auth = await loadAuth({ tokens: process.env['BATON_TOKENS'], token: options.token, dataDir });
@@ -190,9 +208,10 @@ export async function serve(options: ServeOptions, logger: Logger): Promise<Runn
     await app.close().catch(() => undefined);
     await baton.close();
     inspection.close();
-    const code = (error as { code?: unknown }).code;
-    if (code === 'EADDRINUSE' || code === 'EACCES' || code === 'EADDRNOTAVAIL') {
-      throw new UsageError(`cannot listen on ${options.host}:${options.port}: ${String(code)}`);
+    const code = String((error as { code?: unknown }).code);
+    const why = LISTEN_ERRORS[code];
+    if (why !== undefined) {
+      throw new UsageError(`cannot listen on ${options.host}:${options.port}: ${why} (${code})`);
     }
     throw error;
   }
@@ -303,6 +322,19 @@ function ownerWorkDirs(entries: readonly string[]): Record<string, string> {
   return map;
 }
 
+/** Why `listen` failed, in words, for the errors a bad `--host` or `--port` causes. */
+const LISTEN_ERRORS: Readonly<Record<string, string>> = {
+  EADDRINUSE: 'the port is in use',
+  EACCES: 'not allowed to listen there',
+  EADDRNOTAVAIL: 'no such address on this machine',
+  ENOTFOUND: 'no such host or address',
+  EAI_AGAIN: 'the host name cannot be resolved now',
+  EINVAL: 'not an address to listen on',
+};
+
+/** The longest a graceful stop may take before the process exits anyway. */
+const SHUTDOWN_DEADLINE_MS = 30_000;
+
 /** Builds the `baton` program; `run` receives the parsed `serve` options. */
 export function program(run: (options: ServeOptions) => Promise<void>): Command {
   const cmd = new Command('baton')
@@ -326,8 +358,47 @@ export function program(run: (options: ServeOptions) => Promise<void>): Command 
  */
 export async function main(argv: readonly string[] = process.argv.slice(2)): Promise<void> {
   const cli = program(async (options) => {
-    const logger = createLogger(options.pretty === true);
-    let server: RunningServer;
+    const { logger, stopping: quietStdout } = createLogger(
+      options.pretty === true,
+      options.logLevel,
+    );
+    let server: RunningServer | null = null;
+    let stopping = false;
+    const stop = (running: RunningServer) =>
+      running.close().then(
+        () => {
+          logger.info('stopped');
+          process.exit(0);
+        },
+        (error: unknown) => {
+          logger.error({ err: error }, 'shutdown failed');
+          process.exit(1);
+        },
+      );
+    // Taken before the start, so that a signal during it (a supervisor that
+    // gives up, a test that stops the service at once) still stops it cleanly.
+    const onSignal = (signal: NodeJS.Signals) => {
+      if (stopping) {
+        logger.warn({ signal }, 'second signal: exiting now');
+        process.exit(1);
+      }
+      stopping = true;
+      quietStdout();
+      logger.info({ signal }, 'shutting down');
+      // The drain has its own deadline; this one holds whatever else might hang.
+      setTimeout(() => {
+        logger.error({ afterMs: SHUTDOWN_DEADLINE_MS }, 'shutdown took too long: exiting now');
+        process.exit(1);
+      }, SHUTDOWN_DEADLINE_MS).unref();
+      if (server) void stop(server);
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+    // The runtime's background work is fire-and-forget; a stray rejection is
+    // logged, never allowed to take the service (and every running job's watch) down.
+    process.on('unhandledRejection', (reason) =>
+      logger.error({ err: reason }, 'unhandled rejection'),
+    );
     try {
       server = await serve(options, logger);
     } catch (error) {
@@ -338,32 +409,7 @@ export async function main(argv: readonly string[] = process.argv.slice(2)): Pro
       logger.fatal({ err: error }, 'baton could not start');
       process.exit(1);
     }
-    let stopping = false;
-    const onSignal = (signal: NodeJS.Signals) => {
-      if (stopping) {
-        logger.warn({ signal }, 'second signal: exiting now');
-        process.exit(1);
-      }
-      stopping = true;
-      logger.info({ signal }, 'shutting down');
-      server.close().then(
-        () => {
-          logger.info('stopped');
-          process.exit(0);
-        },
-        (error: unknown) => {
-          logger.error({ err: error }, 'shutdown failed');
-          process.exit(1);
-        },
-      );
-    };
-    process.on('SIGINT', onSignal);
-    process.on('SIGTERM', onSignal);
-    // The runtime's background work is fire-and-forget; a stray rejection is
-    // logged, never allowed to take the service (and every running job's watch) down.
-    process.on('unhandledRejection', (reason) =>
-      logger.error({ err: reason }, 'unhandled rejection'),
-    );
+    if (stopping) void stop(server);
   });
   try {
     await cli.parseAsync([...argv], { from: 'user' });

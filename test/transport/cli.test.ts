@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { waitFor } from '../support/wait.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -58,6 +58,10 @@ async function serve(args: string[], env: Record<string, string> = {}): Promise<
 }
 
 describe('baton serve', () => {
+  const scratchDirs: string[] = [];
+  afterAll(() => {
+    for (const path of scratchDirs) rmSync(path, { recursive: true, force: true });
+  });
   let dir: string | undefined;
   let running: ChildProcess | undefined;
   afterEach(() => {
@@ -132,7 +136,49 @@ describe('baton serve', () => {
     expect(await second.exited).toBe(0);
   });
 
+  it('refuses a second server on the same data dir, naming the first one', async () => {
+    dir = mkdtempSync(join(tmpdir(), 'baton-cli-'));
+    const first = await serve(['--data', dir, '--sandbox', 'none']);
+    running = first.child;
+    const second = spawnCli(['serve', '--port', '0', '--data', dir, '--sandbox', 'none']);
+    expect(await second.exited).toBe(2);
+    expect(second.stderr()).toBe(
+      `baton: data dir ${dir} is in use by pid ${String(first.child.pid)}\n`,
+    );
+    // The lock goes with the process, however it ends: SIGKILL leaves nothing stale.
+    first.child.kill('SIGKILL');
+    await first.exited;
+    const third = await serve(['--data', dir, '--sandbox', 'none']);
+    running = third.child;
+    third.child.kill('SIGTERM');
+    expect(await third.exited).toBe(0);
+  });
+
+  it('stops on SIGTERM although nobody reads its stdout any more', async () => {
+    dir = mkdtempSync(join(tmpdir(), 'baton-cli-'));
+    const started = await serve(['--data', dir, '--sandbox', 'none']);
+    running = started.child;
+    // Like `baton serve | head -2`: the reader goes away, then the server logs.
+    started.child.stdout?.destroy();
+    const [a] = await Promise.all([
+      fetch(`${String(started.startup['url'])}/healthz`).then((r) => r.status),
+    ]);
+    expect(a).toBe(200);
+    started.child.kill('SIGTERM');
+    const code = await Promise.race([
+      started.exited,
+      new Promise((resolve) => setTimeout(() => resolve('still running'), 20_000)),
+    ]);
+    expect(code).toBe(0);
+  });
+
   it('exits 2 with a clear message on a bad option value or an unreachable store', async () => {
+    // A data dir per case that gets as far as taking one: they run at once.
+    const scratch = () => {
+      const path = mkdtempSync(join(tmpdir(), 'baton-cli-bad-'));
+      scratchDirs.push(path);
+      return path;
+    };
     const cases: [string[], Record<string, string>, RegExp][] = [
       [['serve', '--port', 'abc'], {}, /--port must be a whole number/],
       [['serve'], { BATON_PORT: '70000' }, /--port must be between 0 and 65535/],
@@ -143,32 +189,45 @@ describe('baton serve', () => {
         {},
         /cannot open PostgreSQL at postgres:\/\/127\.0\.0\.1:1\/none/,
       ],
+      [['serve', '--agent', 'openai', '--data', scratch()], {}, /needs --agent-url/],
       [
-        ['serve', '--agent', 'openai', '--data', join(tmpdir(), 'baton-never')],
+        ['serve', '--host', '999.1.1.1', '--port', '0', '--sandbox', 'none', '--data', scratch()],
         {},
-        /needs --agent-url/,
+        /^baton: cannot listen on 999\.1\.1\.1:0: no such host or address \(ENOTFOUND\)\n$/,
       ],
       [['serve', '--sandbox', 'none', '--job-network', 'off'], {}, /needs --sandbox bwrap/],
       [['serve', '--sandbox', 'jail'], {}, /jail/],
       [
-        ['serve', '--job-env', 'BATON_TOKENS', '--data', join(tmpdir(), 'baton-never')],
+        ['serve', '--job-env', 'BATON_TOKENS', '--data', scratch()],
         { BATON_TOKENS: 'a:tokA1234,b:tokB1234' },
         /^baton: --job-env BATON_TOKENS: the server's own secrets never reach a job\n$/,
       ],
       [
-        ['serve', '--job-env', 'LEAK', '--data', join(tmpdir(), 'baton-never')],
+        ['serve', '--job-env', 'LEAK', '--data', scratch()],
         { BATON_TOKEN: 'tok-cli-1234567', LEAK: 'x-tok-cli-1234567' },
         /^baton: --job-env LEAK: its value holds a token or the agent key\n$/,
       ],
       [['serve', '--job-ro-path', 'relative/dir'], {}, /--job-ro-path takes absolute paths/],
+      [['serve', '--port', '-1'], {}, /--port must be between 0 and 65535, got -1/],
+      [
+        ['serve'],
+        { BATON_LOG_LEVEL: 'verbose' },
+        /'verbose' from env 'BATON_LOG_LEVEL' is invalid/,
+      ],
+      [['serve', '--pg-schema', ' '], {}, /--pg-schema must not be empty/],
       [['serve', '--work-dir', 'alice'], {}, /--work-dir takes OWNER=DIR/],
     ];
+    // Four at a time: each is a Node process loading TypeScript, on two cores.
+    const queue = [...cases];
     await Promise.all(
-      cases.map(async ([args, env, message]) => {
-        const { exited, stderr } = spawnCli(args, env);
-        expect(await exited, args.join(' ')).toBe(2);
-        expect(stderr()).toMatch(message);
+      Array.from({ length: 4 }, async () => {
+        for (let next = queue.shift(); next; next = queue.shift()) {
+          const [args, env, message] = next;
+          const { exited, stderr } = spawnCli(args, env);
+          expect(await exited, args.join(' ')).toBe(2);
+          expect(stderr(), args.join(' ')).toMatch(message);
+        }
       }),
     );
-  });
+  }, 120_000);
 });
