@@ -343,6 +343,8 @@ export class Baton {
    */
   async recover(): Promise<{ recovered: number }> {
     if (this.coordinator.shared) {
+      // Before any notice can arrive and before the feed has a client: see FeedTail.
+      await this.tail.start();
       await this.coordinator.start({
         claimed: (sessionId) => this.load(sessionId),
         lost: (sessionId) => this.forget(sessionId),

@@ -532,6 +532,16 @@ export function storeContract(name: string, make: () => Promise<Store>): void {
         expect(await store.lastSeq(namespace().owner)).toBe(0);
       });
 
+      it('reports the lastSeq of every owner at once, and none for an owner without events', async () => {
+        const { owner, otherOwner } = namespace();
+        await store.commit({ events: [eventOf(owner, 'a1'), eventOf(owner, 'a2')] });
+        await store.commit({ events: [eventOf(otherOwner, 'b1'), eventOf(owner, 'a3')] });
+        const heads = await store.lastSeqs();
+        expect(heads.get(owner)).toBe(3);
+        expect(heads.get(otherOwner)).toBe(1);
+        expect(heads.has(namespace().owner)).toBe(false);
+      });
+
       it('commits an empty batch without allocating anything', async () => {
         const { owner } = namespace();
         expect(await store.commit({})).toEqual({ events: [], jobVersions: {} });

@@ -166,6 +166,11 @@ export class PostgresStore implements Store {
     return record?.last_seq ?? 0;
   }
 
+  async lastSeqs(): Promise<Map<string, number>> {
+    const rows = await this.read<{ owner: string; last_seq: number }>('seqOwners', []);
+    return new Map(rows.map((r) => [r.owner, r.last_seq]));
+  }
+
   async firstSeq(owner: string): Promise<number> {
     const [record] = await this.read<{ first_seq: number }>('firstSeq', [owner]);
     return record?.first_seq ?? 1;

@@ -257,6 +257,11 @@ export class SqliteStore implements Store {
     return this.use((s) => s.lastSeq.get(owner)) ?? 0;
   }
 
+  async lastSeqs(): Promise<Map<string, number>> {
+    const rows = this.use((s) => s.seqOwners.all());
+    return new Map(rows.map((r) => [r.owner, r.last_seq]));
+  }
+
   async firstSeq(owner: string): Promise<number> {
     return this.use((s) => s.firstSeq.get({ owner })) ?? 1;
   }

@@ -166,6 +166,8 @@ export interface Store {
   ): Promise<StoredEvent[]>;
   /** Highest seq stored for the owner, 0 when none. */
   lastSeq(owner: string): Promise<number>;
+  /** {@link Store.lastSeq} of every owner that ever had an event, read at one instant. */
+  lastSeqs(): Promise<Map<string, number>>;
   /**
    * Lowest seq still stored for the owner: 1 until {@link Store.pruneEvents}
    * removed some of its events, `lastSeq + 1` for an owner without any. A
