@@ -24,6 +24,7 @@ export interface ServeOptions {
   pretty?: boolean | undefined;
   logLevel: LogLevel;
   pgSchema: string;
+  metricsToken?: string | undefined;
   maxAttempts: number;
   retryBaseMs: number;
   retryMaxMs: number;
@@ -156,6 +157,12 @@ export function serveOptions(): Option[] {
       .env('BATON_LOG_LEVEL')
       .choices(LOG_LEVELS)
       .default('info'),
+    new Option(
+      '--metrics-token <token>',
+      "token that reads GET /metrics (without it, only a single-owner server's token can)",
+    )
+      .env('BATON_METRICS_TOKEN')
+      .argParser(nonEmpty('--metrics-token')),
     new Option('--pg-schema <name>', 'PostgreSQL schema holding the tables (--store postgres)')
       .env('BATON_PG_SCHEMA')
       .default('baton')

@@ -27,7 +27,7 @@ import { chooseSandbox, SandboxChoiceError } from './runtime/sandbox/choose-sand
 import { JobEnvError, parseJobEnv } from './runtime/sandbox/job-env.js';
 import type { Sandbox } from './runtime/sandbox/sandbox.js';
 import { describeSandbox } from './runtime/sandbox/sandbox-config.js';
-import { loadAuth, TokenConfigError, type LoadedAuth } from './transport/auth.js';
+import { loadAuth, metricsAccess, TokenConfigError, type LoadedAuth } from './transport/auth.js';
 import { buildApp, VERSION } from './transport/http.js';
 import { createInspection, DEFAULT_INSPECTOR_URL } from './transport/inspect.js';
 
@@ -201,6 +201,7 @@ async function serveIn(
     ...(dashboardDir ? { publicDir: dashboardDir } : {}),
     ...(inspection.inspect ? { inspectUrl } : {}),
     feed: { heartbeatMs: options.heartbeatS * 1000 },
+    metricsAccess: metricsAccess(auth.auth, options.metricsToken ?? null),
   });
   try {
     await app.listen({ port: options.port, host: options.host });

@@ -83,6 +83,26 @@ export class TokenAuth {
 }
 
 /** The token of an `Authorization: Bearer <token>` header, or null. */
+/**
+ * Who may read `GET /metrics`: server-wide numbers are not any one owner's.
+ * The metrics token when one is set; otherwise the owner's token of a
+ * single-owner server (that owner is the operator); otherwise nobody.
+ */
+export function metricsAccess(
+  auth: TokenAuth,
+  metricsToken: string | null,
+): (header: string | string[] | undefined) => boolean {
+  if (metricsToken !== null) {
+    const wanted = digest(metricsToken);
+    return (header) => {
+      const token = bearerToken(header);
+      return token !== null && timingSafeEqual(digest(token), wanted);
+    };
+  }
+  const single = auth.owners().length === 1;
+  return (header) => single && auth.ownerOfHeader(header) !== null;
+}
+
 export function bearerToken(header: string | string[] | undefined): string | null {
   if (typeof header !== 'string') return null;
   const match = /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(header);

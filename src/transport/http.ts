@@ -14,7 +14,7 @@ import Fastify, {
   type FastifyRequest,
 } from 'fastify';
 import type { Baton } from '../runtime/system.js';
-import type { TokenAuth } from './auth.js';
+import { metricsAccess, type TokenAuth } from './auth.js';
 import { TransportError, toErrorReply, type ApiErrorCode } from './errors.js';
 import { createMetrics } from './metrics.js';
 import { openApiDocument } from './openapi.js';
@@ -49,6 +49,8 @@ export interface AppDeps {
   bodyLimit?: number;
   /** Heartbeat and back-pressure of the event feed. */
   feed?: EventFeedOptions;
+  /** Who may read `/metrics`. @defaultValue {@link metricsAccess} without a metrics token */
+  metricsAccess?: (header: string | string[] | undefined) => boolean;
 }
 
 // Paths under /v1 that need no token: the API's own description.
@@ -87,7 +89,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     },
   });
   const log = deps.logger || undefined;
-  const metrics = createMetrics(baton);
+  const metrics = createMetrics(baton, VERSION);
+  const canReadMetrics = deps.metricsAccess ?? metricsAccess(auth, null);
 
   // JSON is the only body type. An empty body is "no body", so that a bare
   // `POST /v1/jobs/:id/cancel` with a JSON content type is fine.
@@ -114,9 +117,16 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     // path (absolute-form, encoded) reaches a route without its token check.
     // Unmatched /v1 paths ask for a token too, so that 401 comes before 404.
     const route = request.routeOptions.url ?? request.url.split('?', 1)[0] ?? '';
-    const needsToken =
-      (route.startsWith('/v1/') && !OPEN_PATHS.has(route) && route !== EVENTS_PATH) ||
-      route === '/metrics';
+    if (route === '/metrics') {
+      if (!canReadMetrics(request.headers.authorization)) {
+        throw new TransportError(
+          'unauthorized',
+          'GET /metrics needs the metrics token (--metrics-token), or the token of a single-owner server',
+        );
+      }
+      return;
+    }
+    const needsToken = route.startsWith('/v1/') && !OPEN_PATHS.has(route) && route !== EVENTS_PATH;
     if (!needsToken) return;
     const owner = auth.ownerOfHeader(request.headers.authorization);
     if (!owner) {
@@ -126,7 +136,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   });
   app.addHook('onResponse', async (request, reply) => {
     const route = request.routeOptions.url ?? 'unmatched';
-    metrics.httpRequests.inc({ method: request.method, route, status: String(reply.statusCode) });
+    const labels = { method: request.method, route, status: String(reply.statusCode) };
+    metrics.httpRequests.inc(labels);
+    metrics.httpDuration.observe(labels, reply.elapsedTime / 1000);
     request.log.debug(
       { method: request.method, url: request.url, status: reply.statusCode },
       'request',

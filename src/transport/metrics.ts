@@ -3,7 +3,8 @@
  * registry, so that several apps in one process (tests) never share counters.
  */
 
-import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { FINAL_STATES } from '../machines/job.machine.js';
 import type { FeedFrame } from '../runtime/feed.js';
 import type { Baton } from '../runtime/system.js';
 import { JOB_STATES } from './schemas.js';
@@ -16,6 +17,7 @@ export interface TransportMetrics {
   /** Feed connections closed with 4008 because the client did not keep up. */
   readonly slowConsumerCloses: Counter;
   readonly httpRequests: Counter<'method' | 'route' | 'status'>;
+  readonly httpDuration: Histogram<'method' | 'route' | 'status'>;
   /** Stops listening to the feed. */
   close(): void;
 }
@@ -24,12 +26,20 @@ export interface TransportMetrics {
 const MAX_TRACKED = 10_000;
 
 /**
- * Creates the registry. Follow-up latency, attempts and lock waits are
- * derived from the feed's durable events of every owner; jobs by state are
- * counted from the store at scrape time.
+ * Creates the registry. Follow-up latency, attempts, lock waits, jobs by
+ * state and jobs finished are derived from the feed's durable events of every
+ * owner (in PostgreSQL mode every process sees every event), so a scrape
+ * never reads the job table: the unfinished jobs are read once, at start.
  */
-export function createMetrics(baton: Baton): TransportMetrics {
+export function createMetrics(baton: Baton, version: string): TransportMetrics {
   const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  new Gauge({
+    name: 'baton_build_info',
+    help: 'Always 1; the labels say which build runs',
+    labelNames: ['version', 'node'] as const,
+    registers: [registry],
+  }).set({ version, node: process.version }, 1);
   const feedClients = new Gauge({
     name: 'baton_feed_clients',
     help: 'Open WebSocket feed connections',
@@ -46,18 +56,62 @@ export function createMetrics(baton: Baton): TransportMetrics {
     labelNames: ['method', 'route', 'status'] as const,
     registers: [registry],
   });
+  // Unfinished jobs and their state: read once, then moved by job.state events.
+  const unfinished = new Map<string, string>();
+  let loaded = false;
+  const early: { jobId: string; state: string }[] = [];
+  void baton.store.listJobs({ unfinished: true }).then(
+    (rows) => {
+      for (const row of rows) unfinished.set(row.id, row.state);
+      loaded = true;
+      for (const move of early.splice(0)) moveJob(move.jobId, move.state);
+    },
+    () => {
+      loaded = true;
+    },
+  );
+  const moveJob = (jobId: string, state: string) => {
+    if (!loaded) {
+      early.push({ jobId, state });
+      return;
+    }
+    if ((FINAL_STATES as readonly string[]).includes(state)) unfinished.delete(jobId);
+    else unfinished.set(jobId, state);
+  };
   new Gauge({
     name: 'baton_jobs',
-    help: 'Jobs by state',
+    help: 'Unfinished jobs by state',
     labelNames: ['state'] as const,
     registers: [registry],
-    async collect() {
-      const counts = new Map<string, number>(JOB_STATES.map((s) => [s, 0]));
-      for (const row of await baton.store.listJobs({})) {
-        counts.set(row.state, (counts.get(row.state) ?? 0) + 1);
-      }
+    collect() {
+      const counts = new Map<string, number>(
+        JOB_STATES.filter((s) => !(FINAL_STATES as readonly string[]).includes(s)).map((s) => [
+          s,
+          0,
+        ]),
+      );
+      for (const state of unfinished.values()) counts.set(state, (counts.get(state) ?? 0) + 1);
       for (const [state, count] of counts) this.set({ state }, count);
     },
+  });
+  const finished = new Counter({
+    name: 'baton_jobs_finished_total',
+    help: 'Jobs whose process (or external work) ended, by outcome',
+    labelNames: ['outcome'] as const,
+    registers: [registry],
+  });
+  const ended = new Counter({
+    name: 'baton_jobs_ended_total',
+    help: 'Jobs that reached a final state, by state',
+    labelNames: ['state'] as const,
+    registers: [registry],
+  });
+  const httpDuration = new Histogram({
+    name: 'baton_http_request_duration_seconds',
+    help: 'Time to answer an HTTP request, by route and status',
+    labelNames: ['method', 'route', 'status'] as const,
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10],
+    registers: [registry],
   });
   const latency = new Histogram({
     name: 'baton_follow_up_latency_seconds',
@@ -108,6 +162,13 @@ export function createMetrics(baton: Baton): TransportMetrics {
     if (frame.type === 'job.state' && frame.jobId) {
       const state = frame.data['state'];
       const key = `job:${frame.jobId}`;
+      if (typeof state === 'string') {
+        moveJob(frame.jobId, state);
+        const outcome = frame.data['outcome'];
+        if (state === 'completed' && typeof outcome === 'string') finished.inc({ outcome });
+        if (state === 'cancelled') finished.inc({ outcome: 'cancelled' });
+        if ((FINAL_STATES as readonly string[]).includes(state)) ended.inc({ state });
+      }
       if (state === 'awaitingIdleSession') track(key, at);
       else if (state === 'continuing') endWait(key, 'followUp', at);
       else if (state === 'followedUp' || state === 'failed') {
@@ -132,6 +193,7 @@ export function createMetrics(baton: Baton): TransportMetrics {
     feedClients,
     slowConsumerCloses,
     httpRequests,
+    httpDuration,
     close: () => {
       for (const unsubscribe of unsubscribes.splice(0)) unsubscribe();
     },

@@ -223,7 +223,10 @@ describe('WebSocket feed', () => {
   });
 
   it('closes a client that does not read with 4008, and it can resume with since', async () => {
-    s = await startServer({ feed: { maxBufferedBytes: 64 * 1024 } });
+    s = await startServer({
+      feed: { maxBufferedBytes: 64 * 1024 },
+      metricsAccess: (header) => header === `Bearer ${TOKENS.alice}`,
+    });
     const id = await createSession(s);
     const client = await openFeed(s, `token=${TOKENS.alice}&since=0`);
     await client.until(() => client.seqs().length === 1);

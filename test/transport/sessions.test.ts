@@ -3,10 +3,15 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { waitFor } from '../support/wait.js';
 import { errorCode, field, startServer, TOKENS, type TestServer } from './helpers.js';
 
+const METRICS_TOKEN = 'metrics-token-0123456789';
+
 describe('HTTP API: sessions, messages and framing', () => {
   let s: TestServer;
   beforeAll(async () => {
-    s = await startServer({ machines: () => ({ job: { id: 'job' } }) });
+    s = await startServer({
+      machines: () => ({ job: { id: 'job' } }),
+      metricsAccess: (header) => header === `Bearer ${METRICS_TOKEN}`,
+    });
   });
   afterAll(async () => s.close());
 
@@ -198,11 +203,13 @@ describe('HTTP API: sessions, messages and framing', () => {
     expect(Object.keys(field(openapi.body, 'paths') as object)).toEqual(
       expect.arrayContaining(['/v1/sessions', '/v1/sessions/{id}/jobs', '/v1/jobs/{id}/complete']),
     );
-    const metrics = await s.call('GET', '/metrics', { token: TOKENS.bob });
+    // Server-wide numbers are not one owner's: on a server of two, no owner reads them.
+    expect((await s.call('GET', '/metrics', { token: TOKENS.bob })).status).toBe(401);
+    expect((await s.call('GET', '/metrics', { token: null })).status).toBe(401);
+    const metrics = await s.call('GET', '/metrics', { token: METRICS_TOKEN });
     expect(metrics.status).toBe(200);
     expect(metrics.headers.get('content-type')).toContain('text/plain');
     expect(String(metrics.body)).toMatch(/^baton_jobs\{state="running"\} \d+$/m);
     expect(String(metrics.body)).toContain('baton_feed_clients');
-    expect((await s.call('GET', '/metrics', { token: null })).status).toBe(401);
   });
 });
