@@ -248,11 +248,18 @@ export function createJobMachine(deps: JobMachineDeps = defaultDeps) {
               })),
             },
           ],
+          // Killed: it has ended, and `finishedAt` says when, as for any ended job.
           CANCEL: {
             target: 'cancelled',
-            actions: ['killProcess', assign({ outcome: 'cancelled' })],
+            actions: [
+              'killProcess',
+              assign(() => ({ outcome: 'cancelled', finishedAt: deps.now() })),
+            ],
           },
-          SESSION_DELETED: { target: 'skipped', actions: 'killProcess' },
+          SESSION_DELETED: {
+            target: 'skipped',
+            actions: ['killProcess', assign(() => ({ finishedAt: deps.now() }))],
+          },
           HEARTBEAT: {
             actions: [assign(({ event }) => ({ heartbeatAt: event.at })), 'armDeadline'],
           },

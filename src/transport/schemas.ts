@@ -145,7 +145,10 @@ const labelFilter = z
     }),
   );
 
-export const listJobsQuery = z.object({
+/** For the routes that take no query parameters: one sent by mistake is an error, not ignored. */
+export const noQuery = z.strictObject({});
+
+export const listJobsQuery = z.strictObject({
   sessionId: z.string().max(100).optional(),
   label: labelFilter.optional(),
   state: z.enum(JOB_STATES, { error: `state must be one of ${JOB_STATES.join(', ')}` }).optional(),

@@ -4,6 +4,7 @@ import {
   completeJobBody,
   jobOutputQuery,
   listJobsQuery,
+  noQuery,
   parse,
   parseStartJobBody,
 } from '../schemas.js';
@@ -17,7 +18,10 @@ export function jobRoutes(app: FastifyInstance, baton: Baton): void {
   app.post<IdParams>('/v1/sessions/:id/jobs', async (request, reply) => {
     const body = parseStartJobBody(request.body);
     const job = await baton.startJob(request.owner, request.params.id, body);
-    return reply.code(201).send(job);
+    return reply
+      .code(201)
+      .header('location', `/v1/jobs/${encodeURIComponent(job.id)}`)
+      .send(job);
   });
 
   app.post<IdParams>('/v1/jobs/:id/complete', async (request) => {
@@ -37,9 +41,10 @@ export function jobRoutes(app: FastifyInstance, baton: Baton): void {
     baton.retryJob(request.owner, request.params.id),
   );
 
-  app.get<IdParams>('/v1/jobs/:id', async (request) =>
-    baton.getJob(request.owner, request.params.id),
-  );
+  app.get<IdParams>('/v1/jobs/:id', async (request) => {
+    parse(noQuery, request.query ?? {});
+    return baton.getJob(request.owner, request.params.id);
+  });
 
   app.get<IdParams>('/v1/jobs/:id/output', async (request) => {
     const query = parse(jobOutputQuery, request.query ?? {});

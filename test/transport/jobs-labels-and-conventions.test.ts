@@ -80,3 +80,41 @@ describe('HTTP API: job names and labels', () => {
     expect(errorCode(res.body)).toBe('invalid_request');
   });
 });
+
+describe('HTTP API conventions', () => {
+  let s: TestServer;
+  beforeAll(async () => {
+    s = await startServer();
+  });
+  afterAll(async () => s.close());
+
+  it('says where a created session or job lives (Location)', async () => {
+    const session = await s.call('POST', '/v1/sessions', { body: {} });
+    const id = String(field(session.body, 'id'));
+    expect(session.headers.get('location')).toBe(`/v1/sessions/${id}`);
+    const job = await s.call('POST', `/v1/sessions/${id}/jobs`, { body: { external: true } });
+    expect(job.headers.get('location')).toBe(`/v1/jobs/${String(field(job.body, 'id'))}`);
+  });
+
+  it('refuses query parameters a route does not take', async () => {
+    const id = String(field((await s.call('POST', '/v1/sessions', { body: {} })).body, 'id'));
+    for (const path of [
+      '/v1/sessions?limit=5',
+      `/v1/sessions/${id}?verbose=1`,
+      `/v1/sessions/${id}/messages?after=3`,
+      `/v1/jobs?sessionId=${id}&status=running`,
+    ]) {
+      const res = await s.call('GET', path);
+      expect(res.status, path).toBe(400);
+      expect(errorCode(res.body), path).toBe('invalid_request');
+    }
+  });
+
+  it('gives a cancelled job the time it ended', async () => {
+    const id = String(field((await s.call('POST', '/v1/sessions', { body: {} })).body, 'id'));
+    const job = await s.call('POST', `/v1/sessions/${id}/jobs`, { body: { command: 'sleep 30' } });
+    const cancelled = await s.call('POST', `/v1/jobs/${String(field(job.body, 'id'))}/cancel`);
+    expect(field(cancelled.body, 'state')).toBe('cancelled');
+    expect(field(cancelled.body, 'finishedAt')).toMatch(/^\d{4}-\d\d-\d\dT/);
+  });
+});
