@@ -41,9 +41,16 @@ export interface Coordinator {
   broadcast(owner: string, frame: unknown): void;
   /** Stores a command for the session's owner, wakes it, and waits for the result. */
   forward(sessionId: string, command: Command): Promise<CommandResult>;
-  /** Commands waiting for a session this process owns, oldest first. */
+  /**
+   * Commands not done yet for a session this process owns, oldest first,
+   * with the result their effect recorded when an earlier owner ran them.
+   */
   pendingCommands(sessionId: string): Promise<StoredCommand[]>;
-  /** Stores a command's result and tells the process that sent it. */
+  /**
+   * Marks a command done and tells the process that sent it its result,
+   * unless the transaction of the command's effect recorded one already:
+   * that one is what its caller was answered, and it stays.
+   */
   finishCommand(id: number, result: CommandResult): Promise<void>;
   /** Gives every owned session back so that others take them at once. */
   close(): Promise<void>;

@@ -13,6 +13,8 @@ export const ERROR_CODES = [
   'job_not_failed',
   'job_finished',
   'job_not_external',
+  // Another writer changed what the call was changing: read it again.
+  'conflict',
   'shutting_down',
   'store_unavailable',
   'rate_limited',

@@ -49,6 +49,12 @@ export class JobRegistry {
   /** The same jobs by session: a follow-up looks up its session's waiting jobs on a hot path. */
   private readonly bySession = new Map<string, Set<JobActor>>();
   private readonly reloading = new Set<string>();
+  /**
+   * Forwarded commands whose result rides in the next write of a job, by job
+   * id: set around the event that makes that write, which the actor builds
+   * at once, so that the command is done in the same transaction as its effect.
+   */
+  private readonly answering = new Map<string, number>();
   private parts: JobRegistryParts | null = null;
   private host: JobActorHost | null = null;
 
@@ -103,7 +109,18 @@ export class JobRegistry {
     return job ? this.view(job) : jobView(row);
   }
 
-  async start(owner: string, sessionId: string, id: string, body: StartJobBody): Promise<JobView> {
+  /**
+   * Starts a job, or answers with the job already started under this id (the
+   * id is the sender's, so a command run again names the same job): never
+   * two actors for one job. `command` is the forwarded command to answer.
+   */
+  async start(
+    owner: string,
+    sessionId: string,
+    id: string,
+    body: StartJobBody,
+    command?: number,
+  ): Promise<JobView> {
     const { policy, clock } = this.deps;
     const processes = this.requireParts().processes;
     const external = 'external' in body;
@@ -111,6 +128,8 @@ export class JobRegistry {
     if (!external) {
       cwd = await resolveJobCwd(await this.deps.workDirs.ensure(owner), body.cwd);
     }
+    const live = this.jobs.get(id);
+    if (live) return this.view(live);
     const blocker = external ? null : processes.blocker(owner, sessionId);
     const row: JobRow = {
       id,
@@ -157,7 +176,7 @@ export class JobRegistry {
       }),
     );
     try {
-      await job.start();
+      await this.answer(job.id, command, () => job.start());
     } catch (error) {
       this.unregister(job);
       processes.release(id);
@@ -179,7 +198,7 @@ export class JobRegistry {
     return job;
   }
 
-  async complete(row: JobRow, body: CompleteJobBody): Promise<JobView> {
+  async complete(row: JobRow, body: CompleteJobBody, command?: number): Promise<JobView> {
     if (!row.external)
       throw new BatonError('job_not_external', `job ${row.id} runs a process here`);
     const job = this.jobs.get(row.id);
@@ -188,13 +207,16 @@ export class JobRegistry {
     }
     job.extras.output = capResult(body.output ?? '', 8000);
     const outcome = body.outcome ?? (body.exitCode === 0 ? 'succeeded' : 'failed');
-    job.send({ type: 'FINISHED', outcome, exitCode: body.exitCode, at: this.deps.clock.now() });
+    const at = this.deps.clock.now();
+    this.answer(job.id, command, () =>
+      job.send({ type: 'FINISHED', outcome, exitCode: body.exitCode, at }),
+    );
     await job.persisted();
     return this.view(job);
   }
 
   /** A sign of life from an external job: its heartbeat deadline starts over. */
-  async heartbeat(row: JobRow): Promise<JobView> {
+  async heartbeat(row: JobRow, command?: number): Promise<JobView> {
     if (!row.external) {
       throw new BatonError('job_not_external', `job ${row.id} runs a process here`);
     }
@@ -202,23 +224,24 @@ export class JobRegistry {
     if (!job || job.state !== 'running') {
       throw new BatonError('job_finished', `job ${row.id} has already ended (${row.state})`);
     }
-    job.send({ type: 'HEARTBEAT', at: this.deps.clock.now() });
+    const at = this.deps.clock.now();
+    this.answer(job.id, command, () => job.send({ type: 'HEARTBEAT', at }));
     await job.persisted();
     return this.view(job);
   }
 
-  async cancel(row: JobRow): Promise<JobView> {
+  async cancel(row: JobRow, command?: number): Promise<JobView> {
     const job = this.usable(row.id);
     if (!job || FINAL_JOB_STATES.includes(job.state)) {
       throw new BatonError('job_finished', `job ${row.id} is ${row.state}; nothing to cancel`);
     }
-    job.send({ type: 'CANCEL' });
+    this.answer(job.id, command, () => job.send({ type: 'CANCEL' }));
     await job.persisted();
     return this.view(job);
   }
 
   /** Re-drives a `failed` job: its attempts start over. */
-  async retry(row: JobRow): Promise<JobView> {
+  async retry(row: JobRow, command?: number): Promise<JobView> {
     if (row.state !== 'failed') {
       throw new BatonError(
         'job_not_failed',
@@ -228,7 +251,7 @@ export class JobRegistry {
     const job = this.usable(row.id) ?? (await this.rehydrate(row));
     // A failed job leaves memory once its state is written; it is back in play now.
     this.register(job);
-    job.send({ type: 'RETRY' });
+    this.answer(job.id, command, () => job.send({ type: 'RETRY' }));
     await job.persisted();
     return this.view(job);
   }
@@ -246,6 +269,8 @@ export class JobRegistry {
   async recover(row: JobRow): Promise<void> {
     if (this.jobs.has(row.id)) return;
     const session = await this.deps.store.getSession(row.sessionId);
+    // Loaded meanwhile by another path: one actor per job.
+    if (this.jobs.has(row.id)) return;
     const job = await this.rehydrate(row);
     if (!session) {
       job.send({ type: 'SESSION_DELETED' });
@@ -272,7 +297,29 @@ export class JobRegistry {
     return describeWhy(job, { lock, heldBy: processes.blocker(job.owner, job.sessionId) });
   }
 
+  /** Runs `act`, whose write of the job (made at once) answers the forwarded `command`. */
+  private answer<T>(jobId: string, command: number | undefined, act: () => T): T {
+    if (command === undefined) return act();
+    this.answering.set(jobId, command);
+    try {
+      return act();
+    } finally {
+      this.answering.delete(jobId);
+    }
+  }
+
   private write(job: JobActor, batch: Batch): Promise<void> {
+    const command = this.answering.get(job.id);
+    const written = batch.jobs?.find((w) => w.row.id === job.id);
+    if (command !== undefined && written) {
+      // Answered as a local call is once this write is stored: the job as written.
+      this.answering.delete(job.id);
+      const result = { ok: true, value: jobView(written.row) };
+      batch = {
+        ...batch,
+        commands: [...(batch.commands ?? []), { id: command, result, done: true }],
+      };
+    }
     return this.deps
       .commit(job.sessionId, () => (isEmpty(batch) ? null : batch))
       .then(() => {
@@ -288,6 +335,9 @@ export class JobRegistry {
   }
 
   private register(job: JobActor): JobActor {
+    const other = this.jobs.get(job.id);
+    // Two actors for one job would both write it, and one would lose it.
+    if (other && other !== job) throw new Error(`job ${job.id} already has an actor`);
     this.jobs.set(job.id, job);
     let set = this.bySession.get(job.sessionId);
     if (!set) {
@@ -357,6 +407,7 @@ function isEmpty(batch: Batch): boolean {
     !batch.sessionDeletes?.length &&
     !batch.messages?.length &&
     !batch.jobs?.length &&
-    !batch.events?.length
+    !batch.events?.length &&
+    !batch.commands?.length
   );
 }

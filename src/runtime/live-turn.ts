@@ -34,12 +34,17 @@ export interface LiveTurnDeps {
  * ask when their job's write is queued too, so the lock goes in the order in
  * which the session's writes were queued, and a follow-up never takes the
  * lock ahead of a user message stored before it.
+ *
+ * `command` is the forwarded command that sent the message: it stays open
+ * while the turn runs, and the turn's last write ends it, so that the
+ * process that takes the session over from an owner that died runs the turn.
  */
 export function startLiveTurn(
   deps: LiveTurnDeps,
   session: SessionRow,
   turnId: string,
   stored: Promise<unknown>,
+  command?: number,
 ): void {
   const controller = new AbortController();
   const event = (type: string, data: Record<string, unknown>) => ({
@@ -50,9 +55,11 @@ export function startLiveTurn(
     turnId,
     data,
   });
+  const ended = command === undefined ? {} : { commands: [{ id: command, done: true }] };
   const finish = (ok: boolean, error?: string) =>
     deps.commit(session.id, () => ({
       events: [event('turn.finished', ok ? { ok } : { ok, error })],
+      ...ended,
     }));
 
   deps.locks.acquire(session.id, 'live', turnId, {
@@ -132,6 +139,7 @@ export function startLiveTurn(
           event('message.created', { message: messageView(message) }),
           event('turn.finished', { ok: true }),
         ],
+        ...ended,
       }));
     } catch (error) {
       await finish(false, error instanceof Error ? error.message : String(error)).catch(

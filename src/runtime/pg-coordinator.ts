@@ -48,6 +48,10 @@ export class PgCoordinator implements Coordinator {
   private readonly claiming = new Map<string, Promise<number | null>>();
   private readonly waiting = new Map<number, (result: CommandResult) => void>();
   private client: pg.Client | null = null;
+  /** The tail of the queries sent on each connection: one at a time, in call order. */
+  private readonly tails = new WeakMap<pg.Client, Promise<unknown>>();
+  /** NOTIFYs waiting to go, sent together behind the query that runs. */
+  private outbox: { channel: string; payload: string }[] = [];
   private events: CoordinatorEvents | null = null;
   private sweep: NodeJS.Timeout | null = null;
   private closed = false;
@@ -99,14 +103,18 @@ export class PgCoordinator implements Coordinator {
       [sessionId, JSON.stringify(command)],
     );
     const id = Number(stored.rows[0]?.id);
-    const deadline = Date.now() + (this.options.forwardTimeoutMs ?? 15_000);
+    const timeoutMs = this.options.forwardTimeoutMs ?? 15_000;
+    const deadline = Date.now() + timeoutMs;
     // Woken by NOTIFY; the row is read again now and then in case a notice was missed.
     while (Date.now() < deadline) {
       const result = await new Promise<CommandResult | null>((resolve) => {
-        const timer = setTimeout(() => {
-          this.waiting.delete(id);
-          resolve(null);
-        }, 1000);
+        const timer = setTimeout(
+          () => {
+            this.waiting.delete(id);
+            resolve(null);
+          },
+          Math.min(1000, Math.max(1, deadline - Date.now())),
+        );
         this.waiting.set(id, (r) => {
           clearTimeout(timer);
           resolve(r);
@@ -124,23 +132,60 @@ export class PgCoordinator implements Coordinator {
     return {
       ok: false,
       code: 'store_unavailable',
-      message: 'the owner of the session did not answer',
+      message: await this.unanswered(sessionId, id, timeoutMs),
     };
   }
 
+  /**
+   * Why a forwarded command went unanswered, for the operator: which process
+   * claimed the session, since when, and whether it still holds the claim.
+   */
+  private async unanswered(sessionId: string, id: number, waitedMs: number): Promise<string> {
+    const head = `the owner of session ${sessionId} did not answer command ${id} within ${waitedMs / 1000} s`;
+    const [high, low] = lockKeys(this.options.schema, sessionId);
+    try {
+      const { rows } = await this.query<{
+        host: string | null;
+        since: string | null;
+        held: number | null;
+        holding: boolean;
+      }>(
+        `SELECT owner_host AS host,
+                to_char(owner_since AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS since,
+                floor(extract(epoch FROM now() - owner_since))::int AS held,
+                EXISTS (SELECT 1 FROM pg_locks
+                         WHERE locktype = 'advisory' AND granted AND objsubid = 2
+                           AND classid = $2::int4::oid AND objid = $3::int4::oid
+                           AND database = (SELECT oid FROM pg_database
+                                            WHERE datname = current_database())) AS holding
+           FROM ${this.schema}.sessions WHERE id = $1`,
+        [sessionId, high, low],
+      );
+      const row = rows[0];
+      if (!row?.host) return `${head}; no process has claimed it`;
+      const since = row.since ? ` since ${row.since} (${row.held} s)` : '';
+      if (row.holding) return `${head}: process ${row.host} has held it${since}`;
+      return `${head}: process ${row.host}, its owner${since}, has let it go and no other has taken it yet`;
+    } catch {
+      return `${head}; the store could not say which process holds it`;
+    }
+  }
+
   async pendingCommands(sessionId: string): Promise<StoredCommand[]> {
-    const rows = await this.query<{ id: string; command: Command }>(
-      `SELECT id, command FROM ${this.schema}.commands
+    const rows = await this.query<{ id: string; command: Command; result: CommandResult | null }>(
+      `SELECT id, command, result FROM ${this.schema}.commands
         WHERE session_id = $1 AND done_at IS NULL ORDER BY id`,
       [sessionId],
     );
-    return rows.rows.map((r) => ({ id: Number(r.id), command: r.command }));
+    return rows.rows.map((r) => ({ id: Number(r.id), command: r.command, result: r.result }));
   }
 
   async finishCommand(id: number, result: CommandResult): Promise<void> {
+    // A result recorded with the command's effect stays: its caller was answered with it.
     await this.query(
-      `WITH c AS (UPDATE ${this.schema}.commands SET result = $2, done_at = now()
-                   WHERE id = $1 RETURNING id)
+      `WITH c AS (UPDATE ${this.schema}.commands SET result = coalesce(result, $2::json),
+                         done_at = now()
+                   WHERE id = $1 AND done_at IS NULL RETURNING id)
        SELECT pg_notify('baton_command_done', id::text) FROM c`,
       [id, JSON.stringify(result)],
     );
@@ -157,12 +202,12 @@ export class PgCoordinator implements Coordinator {
     const ids = [...this.owned.keys()];
     this.owned.clear();
     try {
-      await client.query('SELECT pg_advisory_unlock_all()');
+      await this.send(client, () => client.query('SELECT pg_advisory_unlock_all()'));
       for (let i = 0; i < ids.length; i += 100) {
-        await client.query('SELECT pg_notify($1, $2)', [
-          'baton_handover',
-          ids.slice(i, i + 100).join(' '),
-        ]);
+        const batch = ids.slice(i, i + 100).join(' ');
+        await this.send(client, () =>
+          client.query('SELECT pg_notify($1, $2)', ['baton_handover', batch]),
+        );
       }
     } catch (error) {
       this.options.logger.warn({ err: error }, 'hand-over notice failed; the sweep will do');
@@ -183,12 +228,20 @@ export class PgCoordinator implements Coordinator {
       this.client = null;
       this.options.logger.error({ err: error }, 'coordinator connection lost; sessions dropped');
       this.dropAll();
-      if (!this.closed) setTimeout(() => void this.connect().catch(() => undefined), 500).unref();
+      const again = () => {
+        if (!this.closed) void this.connect().catch(() => undefined);
+      };
+      if (!this.closed) setTimeout(again, 500).unref();
     };
     client.on('error', onGone);
     client.on('end', () => onGone());
     await client.connect();
-    for (const channel of CHANNELS) await client.query(`LISTEN ${channel}`);
+    await client.query(CHANNELS.map((channel) => `LISTEN ${channel}`).join('; '));
+    // Closed while this connection was being opened: nothing may use it now.
+    if (this.closed) {
+      await client.end().catch(() => undefined);
+      return;
+    }
     this.client = client;
   }
 
@@ -202,19 +255,26 @@ export class PgCoordinator implements Coordinator {
     const client = this.client;
     if (!client || this.closed) return null;
     const [high, low] = lockKeys(this.options.schema, sessionId);
-    const locked = await client.query<{ ok: boolean }>(
-      'SELECT pg_try_advisory_lock($1::int, $2::int) AS ok',
-      [high, low],
+    const locked = await this.send(client, () =>
+      client.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1::int, $2::int) AS ok', [
+        high,
+        low,
+      ]),
     );
     if (!locked.rows[0]?.ok) return null;
-    const bumped = await client.query<{ owner_epoch: string }>(
-      `UPDATE ${this.schema}.sessions SET owner_epoch = owner_epoch + 1, owner_host = $2
-        WHERE id = $1 RETURNING owner_epoch`,
-      [sessionId, this.hostId],
+    const bumped = await this.send(client, () =>
+      client.query<{ owner_epoch: string }>(
+        `UPDATE ${this.schema}.sessions
+            SET owner_epoch = owner_epoch + 1, owner_host = $2, owner_since = now()
+          WHERE id = $1 RETURNING owner_epoch`,
+        [sessionId, this.hostId],
+      ),
     );
     const row = bumped.rows[0];
     if (!row) {
-      await client.query('SELECT pg_advisory_unlock($1::int, $2::int)', [high, low]);
+      await this.send(client, () =>
+        client.query('SELECT pg_advisory_unlock($1::int, $2::int)', [high, low]),
+      );
       return null;
     }
     const epoch = Number(row.owner_epoch);
@@ -288,19 +348,58 @@ export class PgCoordinator implements Coordinator {
     }
   }
 
+  /**
+   * Queues a NOTIFY. Those queued while a query runs go together in one
+   * statement when it is done, so a busy process (a notice per commit) does
+   * not queue a round trip per notice in front of its claims and commands.
+   */
   private notify(channel: string, payload: string): void {
-    this.query('SELECT pg_notify($1, $2)', [channel, payload]).catch((error: unknown) =>
-      this.options.logger.warn({ err: error, channel }, 'notify failed'),
-    );
+    const client = this.client;
+    if (!client) return;
+    this.outbox.push({ channel, payload });
+    if (this.outbox.length === 1) this.flush(client);
   }
 
-  private async query<R extends pg.QueryResultRow>(
+  /** Sends every queued NOTIFY in one statement, on the connection of the moment. */
+  private flush(client: pg.Client): void {
+    this.send(client, () => {
+      // Lost meanwhile: the notices go on the connection that replaced it, if any.
+      if (client !== this.client) {
+        if (this.client) this.flush(this.client);
+        else this.outbox = [];
+        return null;
+      }
+      const batch = this.outbox.splice(0);
+      return client.query(
+        'SELECT pg_notify(c, p) FROM unnest($1::text[], $2::text[]) AS n (c, p)',
+        [batch.map((n) => n.channel), batch.map((n) => n.payload)],
+      );
+    }).catch((error: unknown) => this.options.logger.warn({ err: error }, 'notify failed'));
+  }
+
+  private query<R extends pg.QueryResultRow>(
     text: string,
     values: unknown[] = [],
   ): Promise<pg.QueryResult<R>> {
     const client = this.client;
-    if (!client) throw new Error('coordinator is not connected');
-    return client.query<R>(text, values);
+    if (!client) return Promise.reject(new Error('coordinator is not connected'));
+    return this.send(client, () => client.query<R>(text, values));
+  }
+
+  /**
+   * Runs a statement on one of the coordinator's connections once every
+   * statement sent to it before is done: a connection runs one query at a
+   * time, and pg no longer queues them for its caller (it warns, and pg 9
+   * will refuse). Each connection has its own line, so that one lost in
+   * the middle of a query holds up nothing on the one that replaces it.
+   */
+  private send<T>(client: pg.Client, run: () => Promise<T> | T): Promise<T> {
+    const next = (this.tails.get(client) ?? Promise.resolve()).then(run);
+    this.tails.set(
+      client,
+      next.catch(() => undefined),
+    );
+    return next;
   }
 }
 

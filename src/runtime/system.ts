@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import type { LockView } from '../machines/session.machine.js';
 import type { Agent, AgentTools } from './agents/agent.js';
 import { iso, systemClock, type Clock } from './clock.js';
-import { settle, unwrap, type Command } from './commands.js';
+import { settle, unwrap, type Command, type StoredCommand } from './commands.js';
 import { LocalCoordinator, type Coordinator } from './coordinator.js';
 import { BatonError, notFound } from './errors.js';
 import { Feed, type FeedFrame } from './feed.js';
@@ -25,6 +25,7 @@ import { SerialQueue } from './serial-queue.js';
 import { SessionWriter } from './session-writer.js';
 import { SessionLocks } from './session-locks.js';
 import {
+  FencedError,
   StoreConflictError,
   type Batch,
   type MessageRow,
@@ -66,7 +67,15 @@ export class Baton {
     string,
     { sessionId: string; done: Promise<void>; abort: () => void }
   >();
+  /** Sessions this process owns, rebuilt (their jobs) and with their commands run once. */
   private readonly loaded = new Map<string, Promise<void>>();
+  /** The rebuilding of each owned session's jobs, which its commands wait for. */
+  private readonly jobsLoaded = new Map<string, Promise<void>>();
+  /**
+   * Forwarded messages whose live turn runs here, by session: their command
+   * stays open until the turn ends it, and is not taken up again meanwhile.
+   */
+  private readonly openCommands = new Map<string, Set<number>>();
   private readonly processes: JobProcesses;
   private readonly locks: SessionLocks;
   private readonly jobs: JobRegistry;
@@ -220,6 +229,7 @@ export class Baton {
       false,
     );
     if (this.coordinator.shared && (await this.coordinator.claim(row.id)) !== null) {
+      this.jobsLoaded.set(row.id, Promise.resolve());
       this.loaded.set(row.id, Promise.resolve());
     }
     return sessionView(row, this.locks.view(row.id));
@@ -348,7 +358,10 @@ export class Baton {
       await this.coordinator.start({
         claimed: (sessionId) => this.load(sessionId),
         lost: (sessionId) => this.forget(sessionId),
-        commands: (sessionId) => void this.runCommands(sessionId),
+        commands: (sessionId) =>
+          void this.runCommands(sessionId).catch((error: unknown) =>
+            this.logger.warn({ err: error, sessionId }, 'could not run forwarded commands'),
+          ),
         stored: (owner, seq) => this.tail.stored(owner, seq),
         ephemeral: (owner, frame) => this.feed.fromPeer(owner, frame as FeedFrame),
       });
@@ -399,41 +412,59 @@ export class Baton {
     return true;
   }
 
-  /** The owner's side of every command, whether it was called here or forwarded. */
-  private async here(command: Command): Promise<unknown> {
+  /**
+   * The owner's side of every command, whether it was called here or
+   * forwarded (`from`, its stored form). A forwarded command's result is
+   * recorded in the transaction of its effect, so that an owner that dies
+   * after the effect leaves the command done: nobody does it again.
+   */
+  private async here(command: Command, from?: StoredCommand): Promise<unknown> {
     const { owner, sessionId } = command;
+    const id = from?.id;
     switch (command.kind) {
       case 'sendMessage':
-        return this.sendHere(command);
+        return this.sendHere(command, from);
       case 'startJob':
         await this.sessionOf(owner, sessionId);
         return this.jobs
-          .start(owner, sessionId, command.jobId, command.body)
+          .start(owner, sessionId, command.jobId, command.body, id)
           .catch(async (error: unknown) => {
-            // Run again by a new owner after the old one started it and died: same job.
-            const existing = await this.store.getJob(command.jobId);
-            if (existing && error instanceof StoreConflictError) return this.jobs.viewOf(existing);
+            // Stored, without its result, by an owner of an older build that died since: that job.
+            const stored = error instanceof StoreConflictError && from;
+            const existing = stored ? await this.store.getJob(command.jobId) : null;
+            if (existing?.sessionId === sessionId) return this.jobs.viewOf(existing);
             throw error;
           });
       case 'completeJob':
-        return this.jobs.complete(await this.jobs.rowOf(owner, command.jobId), command.body);
+        return this.jobs.complete(await this.jobs.rowOf(owner, command.jobId), command.body, id);
       case 'cancelJob':
-        return this.jobs.cancel(await this.jobs.rowOf(owner, command.jobId));
+        return this.jobs.cancel(await this.jobs.rowOf(owner, command.jobId), id);
       case 'heartbeatJob':
-        return this.jobs.heartbeat(await this.jobs.rowOf(owner, command.jobId));
+        return this.jobs.heartbeat(await this.jobs.rowOf(owner, command.jobId), id);
       case 'retryJob':
-        return this.jobs.retry(await this.jobs.rowOf(owner, command.jobId));
+        return this.jobs.retry(await this.jobs.rowOf(owner, command.jobId), id);
       case 'deleteSession':
-        return this.deleteHere(owner, sessionId);
+        return this.deleteHere(owner, sessionId, id);
       case 'lockView':
         await this.sessionOf(owner, sessionId);
         return this.locks.view(sessionId);
     }
   }
 
-  private async sendHere(command: Extract<Command, { kind: 'sendMessage' }>) {
+  /**
+   * Stores the user's message and queues its live turn. A forwarded message
+   * is answered in the message's transaction, and its command stays open
+   * until the turn ends it: run again (its owner died first), the command
+   * answers with the message as stored and runs the turn, not the message.
+   */
+  private async sendHere(command: Extract<Command, { kind: 'sendMessage' }>, from?: StoredCommand) {
     const { owner, sessionId, turnId } = command;
     const session = await this.sessionOf(owner, sessionId);
+    if (from?.result?.ok) {
+      this.holdOpen(sessionId, from.id);
+      startLiveTurn(this.liveDeps, session, turnId, Promise.resolve(), from.id);
+      return from.result.value;
+    }
     const message: MessageRow = {
       id: command.messageId,
       sessionId,
@@ -443,6 +474,7 @@ export class Baton {
       metadata: { turnId },
       createdAt: iso(this.clock.now()),
     };
+    const answer = { turnId, message: messageView(message) };
     const stored = this.writer.commit(sessionId, () => ({
       messages: [message],
       events: [
@@ -450,18 +482,52 @@ export class Baton {
           turnId,
         }),
       ],
+      ...(from
+        ? { commands: [{ id: from.id, result: { ok: true, value: answer }, done: false }] }
+        : {}),
     }));
-    startLiveTurn(this.liveDeps, session, turnId, stored);
-    await stored;
-    return { turnId, message: messageView(message) };
+    if (from) this.holdOpen(sessionId, from.id);
+    startLiveTurn(this.liveDeps, session, turnId, stored, from?.id);
+    try {
+      await stored;
+    } catch (error) {
+      if (!from) throw error;
+      this.openCommands.get(sessionId)?.delete(from.id);
+      return this.sentBefore(session, command, error);
+    }
+    return answer;
   }
 
-  private async deleteHere(owner: string, id: string): Promise<null> {
+  /**
+   * A forwarded message whose store failed: if the message is stored already
+   * (by an owner of an older build, which stored no result and died), the
+   * command answers with it and its turn runs, unless the turn answered it.
+   */
+  private async sentBefore(
+    session: SessionRow,
+    command: Extract<Command, { kind: 'sendMessage' }>,
+    error: unknown,
+  ) {
+    if (error instanceof FencedError) throw error;
+    const history = await this.store.listMessages(session.id).catch(() => []);
+    const message = history.find((m) => m.id === command.messageId);
+    if (!message) throw error;
+    const answered = history.some(
+      (m) => m.role !== 'user' && m.metadata['turnId'] === command.turnId,
+    );
+    if (!answered) startLiveTurn(this.liveDeps, session, command.turnId, Promise.resolve());
+    return { turnId: command.turnId, message: messageView(message) };
+  }
+
+  private async deleteHere(owner: string, id: string, command?: number): Promise<null> {
     await this.sessionOf(owner, id);
     const at = iso(this.clock.now());
     await this.writer.commit(id, () => ({
       sessionDeletes: [{ id, at }],
       events: [this.writer.event(owner, 'session.deleted', {}, id)],
+      ...(command === undefined
+        ? {}
+        : { commands: [{ id: command, result: { ok: true, value: null }, done: true }] }),
     }));
     this.locks.delete(id);
     this.jobs.sessionDeleted(id);
@@ -472,6 +538,19 @@ export class Baton {
   private load(sessionId: string): Promise<void> {
     let loading = this.loaded.get(sessionId);
     if (!loading) {
+      loading = this.loadJobs(sessionId).then(() => this.runCommands(sessionId));
+      this.loaded.set(sessionId, loading);
+      // A rebuild that failed (the store was down) is tried again by the next call.
+      loading.catch(() => {
+        if (this.loaded.get(sessionId) === loading) this.loaded.delete(sessionId);
+      });
+    }
+    return loading;
+  }
+
+  private loadJobs(sessionId: string): Promise<void> {
+    let loading = this.jobsLoaded.get(sessionId);
+    if (!loading) {
       loading = (async () => {
         for (const row of await this.store.listJobs({ sessionId, unfinished: true })) {
           await this.jobs.recover(row).catch((error: unknown) => {
@@ -479,9 +558,11 @@ export class Baton {
           });
         }
         this.processes.pump();
-        await this.runCommands(sessionId);
       })();
-      this.loaded.set(sessionId, loading);
+      this.jobsLoaded.set(sessionId, loading);
+      loading.catch(() => {
+        if (this.jobsLoaded.get(sessionId) === loading) this.jobsLoaded.delete(sessionId);
+      });
     }
     return loading;
   }
@@ -489,17 +570,50 @@ export class Baton {
   /** Another process owns the session now: drop its actors here without a word. */
   private forget(sessionId: string): void {
     this.loaded.delete(sessionId);
+    this.jobsLoaded.delete(sessionId);
+    this.openCommands.delete(sessionId);
     this.jobs.forget(sessionId);
     this.locks.forget(sessionId);
     for (const turn of this.turns.values()) if (turn.sessionId === sessionId) turn.abort();
   }
 
+  /**
+   * Runs the session's waiting commands, oldest first, once its jobs are
+   * rebuilt (a command must find the job it names, never make a second one).
+   * Only an owner finishes a command: one that lost the session meanwhile
+   * leaves the rest to the new owner, whose store writes are the only ones
+   * that count now.
+   */
   private runCommands(sessionId: string): Promise<void> {
     return this.commandQueue.run(sessionId, async () => {
-      for (const { id, command } of await this.coordinator.pendingCommands(sessionId)) {
-        await this.coordinator.finishCommand(id, await settle(() => this.here(command)));
+      // Lost before its turn came: rebuilding its jobs here would make actors that cannot write.
+      if (this.coordinator.epoch(sessionId) === undefined) return;
+      await this.loadJobs(sessionId);
+      const pending = await this.coordinator.pendingCommands(sessionId);
+      const open = this.openCommands.get(sessionId);
+      // An open command no longer pending was ended by its live turn.
+      if (open) for (const id of open) if (!pending.some((p) => p.id === id)) open.delete(id);
+      for (const stored of pending) {
+        if (this.openCommands.get(sessionId)?.has(stored.id)) continue;
+        if (this.coordinator.epoch(sessionId) === undefined) return;
+        const result =
+          stored.result && stored.command.kind !== 'sendMessage'
+            ? stored.result
+            : await settle(
+                () => this.here(stored.command, stored),
+                (error) => this.logger.error({ err: error, command: stored.id }, 'command failed'),
+              );
+        if (this.coordinator.epoch(sessionId) === undefined) return;
+        if (this.openCommands.get(sessionId)?.has(stored.id)) continue;
+        await this.coordinator.finishCommand(stored.id, result);
       }
     });
+  }
+
+  private holdOpen(sessionId: string, command: number): void {
+    let open = this.openCommands.get(sessionId);
+    if (!open) this.openCommands.set(sessionId, (open = new Set()));
+    open.add(command);
   }
 
   // ---- internals --------------------------------------------------------------------------------

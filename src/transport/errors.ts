@@ -4,19 +4,14 @@
  * Every error a client sees is `{ "error": { "code", "message" } }`.
  */
 
-import { BatonError, ERROR_CODES, type ErrorCode } from '../runtime/errors.js';
-import { SessionGoneError } from '../runtime/follow-up.js';
-import {
-  DuplicateFollowUpError,
-  StoreConflictError,
-  StoreWriteError,
-} from '../runtime/store/store.js';
+import { errorOf, INTERNAL_MESSAGE } from '../runtime/commands.js';
+import { ERROR_CODES, type ErrorCode } from '../runtime/errors.js';
+import { StoreWriteError } from '../runtime/store/store.js';
 
 /** Codes that only the transport raises (HTTP framing and the WebSocket feed). */
 export const TRANSPORT_ERROR_CODES = [
   'unsupported_media_type',
   'upgrade_required',
-  'conflict',
   'slow_consumer',
 ] as const;
 
@@ -58,6 +53,7 @@ export const ERROR_TABLE: Readonly<Record<ApiErrorCode, ErrorMapping>> = {
   job_not_failed: { status: 409, wsClose: 4409 },
   job_finished: { status: 409, wsClose: 4409 },
   job_not_external: { status: 409, wsClose: 4409 },
+  conflict: { status: 409, wsClose: 4409 },
   shutting_down: { status: 503, wsClose: 1001 },
   store_unavailable: { status: 503, wsClose: 1011 },
   rate_limited: { status: 429, wsClose: 4429 },
@@ -65,7 +61,6 @@ export const ERROR_TABLE: Readonly<Record<ApiErrorCode, ErrorMapping>> = {
   since_pruned: { status: 410, wsClose: 4410 },
   unsupported_media_type: { status: 415, wsClose: 1003 },
   upgrade_required: { status: 426, wsClose: 4426 },
-  conflict: { status: 409, wsClose: 4409 },
   slow_consumer: { status: 503, wsClose: 4008 },
 };
 
@@ -130,29 +125,23 @@ export function errorReply(code: ApiErrorCode, message: string): ErrorReply {
 }
 
 /**
- * Turns anything thrown into an answer. Domain and transport errors keep
- * their code and message; a store that cannot write is `store_unavailable`;
- * anything unexpected is logged and answered `internal` with a generic
- * message, so that no stack or SQL text reaches a client.
+ * Turns anything thrown into an answer. Transport errors keep their code and
+ * message; every runtime error is classified by {@link errorOf}, the same
+ * function that classifies the error of a call forwarded to another process,
+ * so both answer alike; anything unexpected is logged and answered `internal`
+ * with a generic message, so that no stack or SQL text reaches a client.
  */
 export function toErrorReply(error: unknown, logger?: ErrorLogger): ErrorReply {
-  if (error instanceof BatonError || error instanceof TransportError) {
-    return errorReply(error.code, error.message);
-  }
-  if (error instanceof StoreWriteError) {
-    logger?.error({ err: error }, 'store unavailable');
-    return errorReply('store_unavailable', 'the store cannot be reached; nothing was written');
-  }
-  if (error instanceof StoreConflictError || error instanceof DuplicateFollowUpError) {
-    return errorReply('conflict', 'another writer changed this resource; read it again');
-  }
-  if (error instanceof SessionGoneError) {
-    return errorReply('session_deleted', error.message);
+  if (error instanceof TransportError) return errorReply(error.code, error.message);
+  const known = errorOf(error);
+  if (known) {
+    if (error instanceof StoreWriteError) logger?.error({ err: error }, 'store unavailable');
+    return errorReply(known.code, known.message);
   }
   const fastify = fastifyCode(error);
   if (fastify) return errorReply(fastify, FASTIFY_MESSAGES[fastify] ?? messageOf(error));
   logger?.error({ err: error }, 'unexpected error');
-  return errorReply('internal', 'internal error');
+  return errorReply('internal', INTERNAL_MESSAGE);
 }
 
 function fastifyCode(error: unknown): ApiErrorCode | null {

@@ -120,6 +120,12 @@ export const POSTGRES_MIGRATIONS: readonly PostgresMigration[] = [
     name: 'job labels',
     sql: (s) => `ALTER TABLE ${s}.jobs ADD COLUMN labels json NOT NULL DEFAULT '{}'`,
   },
+  {
+    version: 4,
+    name: 'session owner since',
+    // When the owner claimed the session: an owner that does not answer is named with it.
+    sql: (s) => `ALTER TABLE ${s}.sessions ADD COLUMN owner_since timestamptz`,
+  },
 ];
 
 /**

@@ -71,6 +71,14 @@ export function statements(s: string) {
       WHERE id = $1 AND version = $21
       RETURNING version`,
     getJob: `SELECT ${JOB_COLUMNS} FROM ${s}.jobs WHERE id = $1`,
+    // The first result recorded stays: it is what the caller was answered.
+    // The waiting caller hears of it once this transaction commits.
+    recordCommand: `WITH c AS (
+        UPDATE ${s}.commands SET result = coalesce(result, $2::json),
+          done_at = CASE WHEN $3::boolean THEN now() END
+        WHERE id = $1 AND done_at IS NULL
+        RETURNING id)
+      SELECT pg_notify('baton_command_done', id::text) FROM c WHERE $2::json IS NOT NULL`,
     listJobs: (filter: JobFilter): QueryConfig => {
       // Only the filters given become conditions, so each query gets the plan
       // of its own index rather than one generic plan for every combination.

@@ -219,6 +219,10 @@ export class GroupCommitWriter {
     for (const message of batch.messages ?? []) {
       await this.writeMessage(client, message);
     }
+    for (const command of batch.commands ?? []) {
+      const result = command.result === undefined ? null : JSON.stringify(command.result);
+      await this.run(client, 'recordCommand', [command.id, result, command.done]);
+    }
     return jobVersions;
   }
 

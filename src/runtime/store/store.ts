@@ -119,6 +119,22 @@ export interface Fence {
   epoch: number;
 }
 
+/**
+ * A command forwarded to the session's owner (SPEC §8) that the commit
+ * answers or ends, in the same transaction as the command's effect: an owner
+ * that dies after the commit leaves nothing to do again. Only a store that
+ * several processes share holds forwarded commands; the embedded store,
+ * alone with its process, never gets one and has nothing to record.
+ */
+export interface CommandWrite {
+  /** The command's row. */
+  id: number;
+  /** What its caller is answered (JSON); the first one recorded stays. */
+  result?: unknown;
+  /** Nothing of the command is left to do: no other process takes it up again. */
+  done: boolean;
+}
+
 export interface Batch {
   fence?: Fence;
   sessions?: SessionRow[];
@@ -126,6 +142,7 @@ export interface Batch {
   messages?: MessageRow[];
   jobs?: JobWrite[];
   events?: NewEvent[];
+  commands?: CommandWrite[];
 }
 
 export interface CommitResult {
