@@ -6,6 +6,7 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { format, resolveConfig } from 'prettier';
 import { machineDefinitions } from '../src/machines/definitions.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -14,6 +15,8 @@ const outDir = path.resolve(process.argv[2] ?? path.join(root, 'docs', 'machines
 await mkdir(outDir, { recursive: true });
 for (const [id, definition] of Object.entries(machineDefinitions())) {
   const file = path.join(outDir, `${id}.json`);
-  await writeFile(file, `${JSON.stringify(definition, null, 2)}\n`);
+  // Written as the repository's formatter would, so that `npm run lint` stays clean after an export.
+  const options = { ...(await resolveConfig(file)), parser: 'json' };
+  await writeFile(file, await format(JSON.stringify(definition), options));
   console.log(`wrote ${path.relative(process.cwd(), file) || file}`);
 }

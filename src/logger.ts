@@ -46,10 +46,7 @@ export function createLogger(prettyOutput: boolean, level: LogLevel = 'info'): S
   // pino drops the stream on EPIPE itself; any other write error only silences it.
   destination.on('error', () => undefined);
   const logger = prettyOutput
-    ? pino(
-        { level },
-        pretty({ sync: true, colorize: process.stdout.isTTY === true, destination }),
-      )
+    ? pino({ level }, pretty({ sync: true, colorize: process.stdout.isTTY === true, destination }))
     : pino({ level }, destination);
   return {
     logger,

@@ -34,10 +34,13 @@ describe('agent failures', () => {
     const session = await t.baton.createSession('alice', {});
     const job = await t.baton.startJob('alice', session.id, { external: true, name: 'build' });
     await t.baton.completeJob('alice', job.id, { exitCode: 0, output: 'built' });
-    const final = await waitFor(async () => {
-      const j = await t!.baton.getJob('alice', job.id);
-      return j.state === 'followedUp' ? j : undefined;
-    }, { timeoutMs: 20_000 });
+    const final = await waitFor(
+      async () => {
+        const j = await t!.baton.getJob('alice', job.id);
+        return j.state === 'followedUp' ? j : undefined;
+      },
+      { timeoutMs: 20_000 },
+    );
     expect(final.attempts).toBe(faults.length + 1);
     expect(final.history.filter((h) => h.state === 'retrying')).toHaveLength(faults.length);
     const messages = await t.baton.listMessages('alice', session.id);
@@ -45,10 +48,14 @@ describe('agent failures', () => {
     expect(answers).toHaveLength(1);
     expect(answers[0]!.content).toBe('All done after the storm.');
     // Backoff: each retry waited at least half its nominal delay.
-    const retryAt = final.history.filter((h) => h.state === 'retrying').map((h) => Date.parse(h.at));
+    const retryAt = final.history
+      .filter((h) => h.state === 'retrying')
+      .map((h) => Date.parse(h.at));
     const askedAt = fake.requests.map((r) => r.atEpochMs);
     for (let i = 0; i < retryAt.length; i++) {
-      expect(askedAt[i + 1]! - retryAt[i]!).toBeGreaterThanOrEqual(Math.min(200, 20 * 2 ** i) / 2 - 5);
+      expect(askedAt[i + 1]! - retryAt[i]!).toBeGreaterThanOrEqual(
+        Math.min(200, 20 * 2 ** i) / 2 - 5,
+      );
     }
   });
 
@@ -79,7 +86,9 @@ describe('agent failures', () => {
     const redriven = await t.baton.retryJob('alice', job.id);
     expect(['awaitingIdleSession', 'continuing', 'followedUp']).toContain(redriven.state);
     await waitFor(async () => (await t!.baton.getJob('alice', job.id)).state === 'followedUp');
-    await expect(t.baton.retryJob('alice', job.id)).rejects.toMatchObject({ code: 'job_not_failed' });
+    await expect(t.baton.retryJob('alice', job.id)).rejects.toMatchObject({
+      code: 'job_not_failed',
+    });
   });
 
   it('honours Retry-After from a 429', async () => {

@@ -12,7 +12,7 @@ describe('follow-ups', () => {
   it('stores exactly one continuation when a job exits', async () => {
     t = await startTestBaton();
     const session = await t.baton.createSession('alice', { title: 'demo' });
-    const job = await t.baton.startJob('alice', session.id, { command: "sleep 0.1; echo done" });
+    const job = await t.baton.startJob('alice', session.id, { command: 'sleep 0.1; echo done' });
     expect(job.state).toBe('running');
     const final = await waitFor(async () => {
       const j = await t!.baton.getJob('alice', job.id);

@@ -70,7 +70,10 @@ describe('job outcomes', () => {
         return true;
       }
     });
-    t = await startTestBaton({ dir: t!.dir, agent: new OpenAIAgent({ baseURL: fake!.url, model: 'm' }) });
+    t = await startTestBaton({
+      dir: t!.dir,
+      agent: new OpenAIAgent({ baseURL: fake!.url, model: 'm' }),
+    });
     const final = await followedUp(job.id);
     expect(final.outcome).toBe('lost');
     expect(lastUserContent(fake!.requests[0]!)).toContain('died unexpectedly');
@@ -81,7 +84,10 @@ describe('job outcomes', () => {
     const job = await t!.baton.startJob('alice', sessionId, { command: 'sleep 0.8; echo adopted' });
     await waitFor(async () => (await t!.store.getJob(job.id))?.process ?? undefined);
     await t!.close({ keep: true });
-    t = await startTestBaton({ dir: t!.dir, agent: new OpenAIAgent({ baseURL: fake!.url, model: 'm' }) });
+    t = await startTestBaton({
+      dir: t!.dir,
+      agent: new OpenAIAgent({ baseURL: fake!.url, model: 'm' }),
+    });
     const final = await followedUp(job.id);
     expect(final.outcome).toBe('succeeded');
     expect(final.output).toContain('adopted');
@@ -91,18 +97,25 @@ describe('job outcomes', () => {
 
   it('cancels a running job: its process group dies and no follow-up is stored', async () => {
     const sessionId = await start();
-    const job = await t!.baton.startJob('alice', sessionId, { command: 'sleep 30 & sleep 30; wait' });
+    const job = await t!.baton.startJob('alice', sessionId, {
+      command: 'sleep 30 & sleep 30; wait',
+    });
     const row = await waitFor(async () => {
       const r = await t!.store.getJob(job.id);
       return r?.process ? r : undefined;
     });
     const cancelled = await t!.baton.cancelJob('alice', job.id);
     expect(cancelled.state).toBe('cancelled');
-    await waitFor(() => {
-      const out = execSync(`ps -o pid= -g ${row.process!.pid} || true`).toString().trim();
-      return out === '';
-    }, { what: 'process group gone' });
-    await expect(t!.baton.cancelJob('alice', job.id)).rejects.toMatchObject({ code: 'job_finished' });
+    await waitFor(
+      () => {
+        const out = execSync(`ps -o pid= -g ${row.process!.pid} || true`).toString().trim();
+        return out === '';
+      },
+      { what: 'process group gone' },
+    );
+    await expect(t!.baton.cancelJob('alice', job.id)).rejects.toMatchObject({
+      code: 'job_finished',
+    });
     expect(fake!.requests).toHaveLength(0);
   });
 });

@@ -38,7 +38,9 @@ describe('the runtime', () => {
     expect(first.state).toBe('running');
     expect(second.state).toBe('running');
     expect(second.why).toBe("queued: waiting for this session's limit of 1 running jobs");
-    expect((await t.store.getJob(second.id))?.snapshot).toMatchObject({ value: { running: 'queued' } });
+    expect((await t.store.getJob(second.id))?.snapshot).toMatchObject({
+      value: { running: 'queued' },
+    });
     const done = await waitFor(async () => {
       const j = await t!.baton.getJob('alice', second.id);
       return j.state === 'followedUp' ? j : undefined;
@@ -91,7 +93,9 @@ describe('the runtime', () => {
     t = await startTestBaton();
     const session = await t.baton.createSession('alice', {});
     const job = await t.baton.startJob('alice', session.id, { external: true });
-    await expect(t.baton.getSession('bob', session.id)).rejects.toMatchObject({ code: 'not_found' });
+    await expect(t.baton.getSession('bob', session.id)).rejects.toMatchObject({
+      code: 'not_found',
+    });
     await expect(t.baton.getJob('bob', job.id)).rejects.toMatchObject({ code: 'not_found' });
     await expect(t.baton.completeJob('bob', job.id, { exitCode: 0 })).rejects.toMatchObject({
       code: 'not_found',
@@ -121,7 +125,9 @@ describe('the runtime', () => {
     await t.baton.completeJob('alice', job.id, { exitCode: 0 });
     await fake.waitForRequests(1);
     const closing = t.baton.close();
-    await expect(t.baton.createSession('alice', {})).rejects.toMatchObject({ code: 'shutting_down' });
+    await expect(t.baton.createSession('alice', {})).rejects.toMatchObject({
+      code: 'shutting_down',
+    });
     await Promise.all([closing, t.baton.close()]);
     const { SqliteStore } = await import('../../src/runtime/store/sqlite.js');
     const { join } = await import('node:path');

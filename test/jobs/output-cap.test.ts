@@ -71,7 +71,9 @@ describe('output cap', () => {
     await fh.close();
     const capped = await readCappedFile(path, { headBytes: 10, tailBytes: 5 });
     // NUL bytes come back as U+FFFD: not every store can hold NUL in text.
-    expect(capped.output).toBe(`${'\uFFFD'.repeat(10)}${truncationMarker(1024 ** 3 - 15)}\uFFFD\uFFFDEND`);
+    expect(capped.output).toBe(
+      `${'\uFFFD'.repeat(10)}${truncationMarker(1024 ** 3 - 15)}\uFFFD\uFFFDEND`,
+    );
   });
 
   it('reads a missing file as empty output', async () => {

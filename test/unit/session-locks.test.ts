@@ -41,7 +41,11 @@ describe('SessionLocks', () => {
 
   it('grants the next waiter when the holder releases, live turns first', async () => {
     const { events, handler } = recorder();
-    const locks = new SessionLocks({ clock: systemClock, leaseMs: 60_000, persist: async () => {} });
+    const locks = new SessionLocks({
+      clock: systemClock,
+      leaseMs: 60_000,
+      persist: async () => {},
+    });
     locks.acquire('s', 'followUp', 'j1', handler('j1'));
     locks.acquire('s', 'followUp', 'j2', handler('j2'));
     locks.acquire('s', 'live', 't1', handler('t1'));
@@ -57,7 +61,11 @@ describe('SessionLocks', () => {
 
   it('drops the actor of an idle session and keeps a deleted one gone', async () => {
     const { events, handler } = recorder();
-    const locks = new SessionLocks({ clock: systemClock, leaseMs: 60_000, persist: async () => {} });
+    const locks = new SessionLocks({
+      clock: systemClock,
+      leaseMs: 60_000,
+      persist: async () => {},
+    });
     locks.acquire('a', 'live', 't1', handler('t1'));
     locks.acquire('b', 'live', 't2', handler('t2'));
     locks.acquire('b', 'followUp', 'j1', handler('j1'));
