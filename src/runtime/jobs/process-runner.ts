@@ -28,12 +28,12 @@ import {
   JOB_FILES,
   hasExitRecord,
   prepareJobDir,
-  readExitRecord,
   readKillMarker,
   writeKillMarker,
 } from './wrapper.js';
 import type { KillReason } from './wrapper.js';
 
+import { collectExit } from './collect-exit.js';
 import { decideOutcome } from './process-types.js';
 import { jobEnvironment } from '../sandbox/job-env.js';
 import { newWatch, type Watch } from './process-watch.js';
@@ -448,32 +448,23 @@ export class ProcessRunner {
   }
 
   /** Reads what the job left on disk and decides its outcome. */
-  private async collect(
+  private collect(
     dir: string,
     startedAt: number,
     timeoutS: number,
     killReason: KillReason | null,
     exitTimeIsFileTime: boolean,
   ): Promise<ProcessExit> {
-    const [recorded, marker, out] = await Promise.all([
-      readExitRecord(dir),
-      killReason ?? readKillMarker(dir),
-      this.readOutput(dir),
-    ]);
-    if (recorded.invalid !== undefined) {
-      this.logger?.warn({ dir, text: recorded.invalid }, 'exit file holds no exit status');
-    }
-    const finishedAt =
-      exitTimeIsFileTime && recorded.mtimeMs !== null ? Math.round(recorded.mtimeMs) : this.now();
-    return {
-      outcome: decideOutcome(recorded.exitCode, marker),
-      exitCode: recorded.exitCode,
-      output: out.output,
-      truncated: out.truncated,
-      finishedAt,
-      durationMs: Math.max(0, finishedAt - startedAt),
+    return collectExit(dir, {
+      startedAt,
       timeoutS,
-    };
+      killReason,
+      exitTimeIsFileTime,
+      now: this.now,
+      headBytes: this.headBytes,
+      tailBytes: this.tailBytes,
+      warn: this.logger?.warn.bind(this.logger),
+    });
   }
 
   private signalGroup(pid: number, startTime: string, signal: NodeJS.Signals): void {
