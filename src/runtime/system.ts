@@ -1,8 +1,8 @@
 import { join } from 'node:path';
 import type { LockView } from '../machines/session.machine.js';
-import type { Agent, AgentTools } from './agents/agent.js';
+import type { Agent } from './agents/agent.js';
 import { iso, systemClock, type Clock } from './clock.js';
-import { settle, unwrap, type Command, type StoredCommand } from './commands.js';
+import { unwrap, type Command, type StoredCommand } from './commands.js';
 import { LocalCoordinator, type Coordinator } from './coordinator.js';
 import { BatonError, notFound } from './errors.js';
 import { Feed, type FeedFrame } from './feed.js';
@@ -12,27 +12,22 @@ import { randomIds, type Ids } from './ids.js';
 import { JobEffects } from './job-effects.js';
 import { JobOutputTail, readJobOutput, type JobOutputView } from './job-output.js';
 import { Retention } from './retention.js';
+import { agentTools } from './agent-tools.js';
 import { JobProcesses } from './job-processes.js';
+import { OwnedSessions } from './owned-sessions.js';
 import { JobRegistry } from './job-registry.js';
-import { startLiveTurn, type LiveTurnDeps } from './live-turn.js';
+import type { LiveTurnDeps } from './live-turn.js';
+import { sendMessageHere } from './send-message.js';
 import type { BatonOptions, CompleteJobBody, StartJobBody } from './options.js';
 import { resolvePolicy, silentLogger, type BatonPolicy, type Logger } from './policy.js';
-import { runCommand } from './run-command.js';
 import { Sandbox } from './sandbox/sandbox.js';
 import { NO_SANDBOX } from './sandbox/sandbox-config.js';
 import { WorkDirs } from './sandbox/work-dirs.js';
-import { SerialQueue } from './serial-queue.js';
 import { SessionWriter } from './session-writer.js';
 import { SessionLocks } from './session-locks.js';
+import { StoreConflictError, type Batch, type SessionRow, type Store } from './store/store.js';
 import {
-  FencedError,
-  StoreConflictError,
-  type Batch,
-  type MessageRow,
-  type SessionRow,
-  type Store,
-} from './store/store.js';
-import {
+  hasLabels,
   messageView,
   sessionView,
   type JobView,
@@ -62,20 +57,11 @@ export class Baton {
   private readonly ids: Ids;
   private readonly logger: Logger;
   private readonly writer: SessionWriter;
-  private readonly commandQueue = new SerialQueue();
   private readonly turns = new Map<
     string,
     { sessionId: string; done: Promise<void>; abort: () => void }
   >();
-  /** Sessions this process owns, rebuilt (their jobs) and with their commands run once. */
-  private readonly loaded = new Map<string, Promise<void>>();
-  /** The rebuilding of each owned session's jobs, which its commands wait for. */
-  private readonly jobsLoaded = new Map<string, Promise<void>>();
-  /**
-   * Forwarded messages whose live turn runs here, by session: their command
-   * stays open until the turn ends it, and is not taken up again meanwhile.
-   */
-  private readonly openCommands = new Map<string, Set<number>>();
+  private readonly owned: OwnedSessions;
   private readonly processes: JobProcesses;
   private readonly locks: SessionLocks;
   private readonly jobs: JobRegistry;
@@ -158,7 +144,16 @@ export class Baton {
       agentTimeoutMs: this.policy.agentTimeoutS * 1000,
       maxRounds: this.policy.maxRounds,
       commit,
-      tools: (owner: string, sessionId: string) => this.tools(owner, sessionId),
+      tools: (owner: string, sessionId: string) =>
+        agentTools(
+          {
+            workDirs: this.workDirs,
+            sandbox: this.sandbox,
+            startJob: (o, s, command) => this.startJob(o, s, { command }),
+          },
+          owner,
+          sessionId,
+        ),
     };
     const followUp: FollowUpDeps = {
       ...common,
@@ -182,6 +177,18 @@ export class Baton {
       },
       onError: (error) => this.logger.error({ err: error }, 'live turn failed'),
     };
+    this.owned = new OwnedSessions({
+      store: this.store,
+      coordinator: this.coordinator,
+      jobs: this.jobs,
+      processes: this.processes,
+      locks: this.locks,
+      logger: this.logger,
+      run: (command, from) => this.here(command, from),
+      abortTurns: (sessionId) => {
+        for (const turn of this.turns.values()) if (turn.sessionId === sessionId) turn.abort();
+      },
+    });
     this.outputTail = new JobOutputTail({
       feed: this.feed,
       clock: this.clock,
@@ -229,8 +236,7 @@ export class Baton {
       false,
     );
     if (this.coordinator.shared && (await this.coordinator.claim(row.id)) !== null) {
-      this.jobsLoaded.set(row.id, Promise.resolve());
-      this.loaded.set(row.id, Promise.resolve());
+      this.owned.created(row.id);
     }
     return sessionView(row, this.locks.view(row.id));
   }
@@ -335,12 +341,7 @@ export class Baton {
       ...(filter.state ? { state: filter.state } : {}),
     });
     const wanted = filter.label ?? [];
-    const labelled = rows.filter((row) =>
-      wanted.every(({ key, value }) =>
-        value === null ? Object.hasOwn(row.labels, key) : row.labels[key] === value,
-      ),
-    );
-    return labelled.map((row) => this.jobs.viewOf(row));
+    return rows.filter((row) => hasLabels(row, wanted)).map((row) => this.jobs.viewOf(row));
   }
 
   // ---- start and stop ---------------------------------------------------------------------------
@@ -356,17 +357,19 @@ export class Baton {
       // Before any notice can arrive and before the feed has a client: see FeedTail.
       await this.tail.start();
       await this.coordinator.start({
-        claimed: (sessionId) => this.load(sessionId),
-        lost: (sessionId) => this.forget(sessionId),
+        claimed: (sessionId) => this.owned.load(sessionId),
+        lost: (sessionId) => this.owned.forget(sessionId),
         commands: (sessionId) =>
-          void this.runCommands(sessionId).catch((error: unknown) =>
-            this.logger.warn({ err: error, sessionId }, 'could not run forwarded commands'),
-          ),
+          void this.owned
+            .runCommands(sessionId)
+            .catch((error: unknown) =>
+              this.logger.warn({ err: error, sessionId }, 'could not run forwarded commands'),
+            ),
         stored: (owner, seq) => this.tail.stored(owner, seq),
         ephemeral: (owner, frame) => this.feed.fromPeer(owner, frame as FeedFrame),
       });
       this.retention.start();
-      return { recovered: this.loaded.size };
+      return { recovered: this.owned.size };
     }
     const rows = await this.store.listJobs({ unfinished: true });
     for (const row of rows) {
@@ -408,7 +411,7 @@ export class Baton {
     if (this.coordinator.epoch(sessionId) === undefined) {
       if ((await this.coordinator.claim(sessionId)) === null) return false;
     }
-    await this.load(sessionId);
+    await this.owned.load(sessionId);
     return true;
   }
 
@@ -423,7 +426,18 @@ export class Baton {
     const id = from?.id;
     switch (command.kind) {
       case 'sendMessage':
-        return this.sendHere(command, from);
+        return sendMessageHere(
+          {
+            store: this.store,
+            writer: this.writer,
+            live: this.liveDeps,
+            owned: this.owned,
+            now: () => this.clock.now(),
+          },
+          await this.sessionOf(owner, sessionId),
+          command,
+          from,
+        );
       case 'startJob':
         await this.sessionOf(owner, sessionId);
         return this.jobs
@@ -451,74 +465,6 @@ export class Baton {
     }
   }
 
-  /**
-   * Stores the user's message and queues its live turn. A forwarded message
-   * is answered in the message's transaction, and its command stays open
-   * until the turn ends it: run again (its owner died first), the command
-   * answers with the message as stored and runs the turn, not the message.
-   */
-  private async sendHere(command: Extract<Command, { kind: 'sendMessage' }>, from?: StoredCommand) {
-    const { owner, sessionId, turnId } = command;
-    const session = await this.sessionOf(owner, sessionId);
-    if (from?.result?.ok) {
-      this.holdOpen(sessionId, from.id);
-      startLiveTurn(this.liveDeps, session, turnId, Promise.resolve(), from.id);
-      return from.result.value;
-    }
-    const message: MessageRow = {
-      id: command.messageId,
-      sessionId,
-      owner,
-      role: 'user',
-      content: command.content,
-      metadata: { turnId },
-      createdAt: iso(this.clock.now()),
-    };
-    const answer = { turnId, message: messageView(message) };
-    const stored = this.writer.commit(sessionId, () => ({
-      messages: [message],
-      events: [
-        this.writer.event(owner, 'message.created', { message: messageView(message) }, sessionId, {
-          turnId,
-        }),
-      ],
-      ...(from
-        ? { commands: [{ id: from.id, result: { ok: true, value: answer }, done: false }] }
-        : {}),
-    }));
-    if (from) this.holdOpen(sessionId, from.id);
-    startLiveTurn(this.liveDeps, session, turnId, stored, from?.id);
-    try {
-      await stored;
-    } catch (error) {
-      if (!from) throw error;
-      this.openCommands.get(sessionId)?.delete(from.id);
-      return this.sentBefore(session, command, error);
-    }
-    return answer;
-  }
-
-  /**
-   * A forwarded message whose store failed: if the message is stored already
-   * (by an owner of an older build, which stored no result and died), the
-   * command answers with it and its turn runs, unless the turn answered it.
-   */
-  private async sentBefore(
-    session: SessionRow,
-    command: Extract<Command, { kind: 'sendMessage' }>,
-    error: unknown,
-  ) {
-    if (error instanceof FencedError) throw error;
-    const history = await this.store.listMessages(session.id).catch(() => []);
-    const message = history.find((m) => m.id === command.messageId);
-    if (!message) throw error;
-    const answered = history.some(
-      (m) => m.role !== 'user' && m.metadata['turnId'] === command.turnId,
-    );
-    if (!answered) startLiveTurn(this.liveDeps, session, command.turnId, Promise.resolve());
-    return { turnId: command.turnId, message: messageView(message) };
-  }
-
   private async deleteHere(owner: string, id: string, command?: number): Promise<null> {
     await this.sessionOf(owner, id);
     const at = iso(this.clock.now());
@@ -532,88 +478,6 @@ export class Baton {
     this.locks.delete(id);
     this.jobs.sessionDeleted(id);
     return null;
-  }
-
-  /** Rebuilds a session this process just came to own: its unfinished jobs, then its commands. */
-  private load(sessionId: string): Promise<void> {
-    let loading = this.loaded.get(sessionId);
-    if (!loading) {
-      loading = this.loadJobs(sessionId).then(() => this.runCommands(sessionId));
-      this.loaded.set(sessionId, loading);
-      // A rebuild that failed (the store was down) is tried again by the next call.
-      loading.catch(() => {
-        if (this.loaded.get(sessionId) === loading) this.loaded.delete(sessionId);
-      });
-    }
-    return loading;
-  }
-
-  private loadJobs(sessionId: string): Promise<void> {
-    let loading = this.jobsLoaded.get(sessionId);
-    if (!loading) {
-      loading = (async () => {
-        for (const row of await this.store.listJobs({ sessionId, unfinished: true })) {
-          await this.jobs.recover(row).catch((error: unknown) => {
-            this.logger.error({ err: error, jobId: row.id }, 'could not recover job');
-          });
-        }
-        this.processes.pump();
-      })();
-      this.jobsLoaded.set(sessionId, loading);
-      loading.catch(() => {
-        if (this.jobsLoaded.get(sessionId) === loading) this.jobsLoaded.delete(sessionId);
-      });
-    }
-    return loading;
-  }
-
-  /** Another process owns the session now: drop its actors here without a word. */
-  private forget(sessionId: string): void {
-    this.loaded.delete(sessionId);
-    this.jobsLoaded.delete(sessionId);
-    this.openCommands.delete(sessionId);
-    this.jobs.forget(sessionId);
-    this.locks.forget(sessionId);
-    for (const turn of this.turns.values()) if (turn.sessionId === sessionId) turn.abort();
-  }
-
-  /**
-   * Runs the session's waiting commands, oldest first, once its jobs are
-   * rebuilt (a command must find the job it names, never make a second one).
-   * Only an owner finishes a command: one that lost the session meanwhile
-   * leaves the rest to the new owner, whose store writes are the only ones
-   * that count now.
-   */
-  private runCommands(sessionId: string): Promise<void> {
-    return this.commandQueue.run(sessionId, async () => {
-      // Lost before its turn came: rebuilding its jobs here would make actors that cannot write.
-      if (this.coordinator.epoch(sessionId) === undefined) return;
-      await this.loadJobs(sessionId);
-      const pending = await this.coordinator.pendingCommands(sessionId);
-      const open = this.openCommands.get(sessionId);
-      // An open command no longer pending was ended by its live turn.
-      if (open) for (const id of open) if (!pending.some((p) => p.id === id)) open.delete(id);
-      for (const stored of pending) {
-        if (this.openCommands.get(sessionId)?.has(stored.id)) continue;
-        if (this.coordinator.epoch(sessionId) === undefined) return;
-        const result =
-          stored.result && stored.command.kind !== 'sendMessage'
-            ? stored.result
-            : await settle(
-                () => this.here(stored.command, stored),
-                (error) => this.logger.error({ err: error, command: stored.id }, 'command failed'),
-              );
-        if (this.coordinator.epoch(sessionId) === undefined) return;
-        if (this.openCommands.get(sessionId)?.has(stored.id)) continue;
-        await this.coordinator.finishCommand(stored.id, result);
-      }
-    });
-  }
-
-  private holdOpen(sessionId: string, command: number): void {
-    let open = this.openCommands.get(sessionId);
-    if (!open) this.openCommands.set(sessionId, (open = new Set()));
-    open.add(command);
   }
 
   // ---- internals --------------------------------------------------------------------------------
@@ -661,19 +525,5 @@ export class Baton {
     if (!row || row.owner !== owner) throw notFound('session', id);
     this.writer.knowOwner(id, owner);
     return row;
-  }
-
-  private tools(owner: string, sessionId: string): AgentTools {
-    return {
-      runCommand: async (command, signal) => {
-        const workDir = await this.workDirs.ensure(owner);
-        const launch = this.sandbox.launch({ workDir, cwd: workDir, shellCommand: command });
-        return runCommand(launch, { cwd: workDir, signal });
-      },
-      startBackgroundJob: async (command) => {
-        const job = await this.startJob(owner, sessionId, { command });
-        return { jobId: job.id };
-      },
-    };
   }
 }

@@ -81,3 +81,13 @@ export function jobView(row: Omit<JobRow, 'version'>, why = row.why): JobView {
     why,
   };
 }
+
+/** Whether a job has every label asked for: a key alone, or a key with that value. */
+export function hasLabels(
+  row: Pick<JobRow, 'labels'>,
+  wanted: readonly { key: string; value: string | null }[],
+): boolean {
+  return wanted.every(({ key, value }) =>
+    value === null ? Object.hasOwn(row.labels, key) : row.labels[key] === value,
+  );
+}
