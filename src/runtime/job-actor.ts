@@ -264,7 +264,12 @@ export class JobActor {
     const snapshot = this.snapshot;
     const key = JSON.stringify(this.persistedForm(snapshot));
     if (key === this.lastWritten) {
+      // Nothing of the job changed; only a lock event may ride in this write,
+      // and its failure is reported by the lock's own writer. The job's
+      // effects wait for it all the same, to stay in the session's order.
       this.lastWrite = this.host.write(this, {}).then(() => runAll(effects));
+      // Callers that do not await still must not see an unhandled rejection.
+      this.lastWrite.catch(() => undefined);
       return;
     }
     this.lastWritten = key;
