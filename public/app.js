@@ -146,6 +146,7 @@ function onFrame(frame) {
   }
   if (!sid || sid !== currentId) return;
   switch (frame.type) {
+    case 'message.queued':
     case 'message.created':
       if (frame.data?.message) chat.addMessage(frame.data.message);
       return;

@@ -5,7 +5,7 @@ import { atBottom, clock, h, richText } from './dom.js';
 
 /**
  * @typedef {{ id: string, sessionId: string, role: 'user'|'assistant'|'system', content: string,
- *   metadata: Record<string, any>, createdAt: string }} Message
+ *   metadata: Record<string, any>, createdAt: string, queued?: boolean }} Message
  * @typedef {{ round?: number, tool?: string, command?: string, output?: string,
  *   exitCode?: number | null }} ToolEvent
  * @typedef {import('./feed.js').Frame} Frame
@@ -98,19 +98,35 @@ export class ChatView {
     for (const message of messages) this.insert(message);
     for (const [id, el] of extra) {
       this.shown.set(id, el);
-      this.list.append(el);
+      this.place(el, el.dataset.queued === 'true');
     }
-    for (const stream of this.streams.values()) this.list.append(stream.el);
+    for (const stream of this.streams.values()) this.place(stream.el, false);
     this.list.scrollTop = this.list.scrollHeight;
     this.stick = true;
   }
 
   /** @param {Message} message */
   addMessage(message) {
-    if (this.shown.has(message.id)) return;
+    const shown = this.shown.get(message.id);
+    // A queued message enters the history when its turn starts: it moves there.
+    if (shown && !(shown.dataset.queued === 'true' && !message.queued)) return;
+    shown?.remove();
+    this.shown.delete(message.id);
     this.insert(message);
     // Streams still running stay below the stored messages.
-    for (const stream of this.streams.values()) this.list.append(stream.el);
+    for (const stream of this.streams.values()) this.place(stream.el, false);
+  }
+
+  /**
+   * Appends a message or a stream; messages still waiting for their turn stay
+   * last, below the history and the turns that run before theirs.
+   * @param {HTMLElement} el
+   * @param {boolean} queued
+   */
+  place(el, queued) {
+    const firstQueued = queued ? null : this.list.querySelector('[data-queued="true"]');
+    if (firstQueued && firstQueued !== el) this.list.insertBefore(el, firstQueued);
+    else this.list.append(el);
   }
 
   /** @param {Message} message */
@@ -129,7 +145,7 @@ export class ChatView {
     }
     const el = this.render(message);
     this.shown.set(message.id, el);
-    this.list.append(el);
+    this.place(el, message.queued === true);
   }
 
   /** @param {Message} message */
@@ -140,6 +156,7 @@ export class ChatView {
       'data-testid': 'message',
       'data-message-id': message.id,
       'data-role': message.role,
+      ...(message.queued ? { 'data-queued': 'true' } : {}),
     };
     if (message.role === 'system' && meta.kind === 'followUpFailed') {
       return h(
@@ -182,6 +199,14 @@ export class ChatView {
         'header',
         {},
         h('span', { class: 'who', text: label }),
+        message.queued
+          ? h('span', {
+              class: 'pill',
+              'data-testid': 'queued-badge',
+              title: 'waits for the agent to finish what it is doing',
+              text: 'queued',
+            })
+          : null,
         continuation
           ? h('span', {
               class: 'pill cont',
@@ -235,7 +260,7 @@ export class ChatView {
       );
       stream = { el, who, text, tools, status };
       this.streams.set(key, stream);
-      this.list.append(el);
+      this.place(el, false);
     }
     return stream ?? null;
   }

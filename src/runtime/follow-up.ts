@@ -36,7 +36,10 @@ export class SessionGoneError extends Error {
 export function conversation(session: SessionRow, messages: MessageRow[]): AgentMessage[] {
   const out: AgentMessage[] = [];
   if (session.systemPrompt) out.push({ role: 'system', content: session.systemPrompt });
-  for (const message of messages) out.push({ role: message.role, content: message.content });
+  for (const message of messages) {
+    // A message that waits for its own turn is not in the history yet.
+    if (!message.queued) out.push({ role: message.role, content: message.content });
+  }
   return out;
 }
 

@@ -24,11 +24,23 @@ export interface LiveTurnDeps {
   onError(error: unknown): void;
 }
 
+export interface LiveTurn {
+  /** Whether the turn has the session lock (granted, not yet released). */
+  holdsLock(): boolean;
+}
+
 /**
  * A live turn: the user's message is queued for storing (`stored` settles
  * when it is); the agent answers once the session's lock is granted and the
  * message is stored, and the lock is released on every path (answer, agent
  * error, abort, lease expiry, deleted session, message not stored).
+ *
+ * A message that had to wait for the lock is stored queued (SPEC §3a
+ * `enqueue`): it enters the history, after whatever was stored while it
+ * waited (a follow-up's continuation), in the write that starts the turn, so
+ * the stored order is the order the model saw. `userMessage.row` is the row
+ * as the caller stores it; a turn run again by a new owner reads it from the
+ * store and enters it only if it is still queued.
  *
  * The lock is asked for at once, not once the message is stored: follow-ups
  * ask when their job's write is queued too, so the lock goes in the order in
@@ -43,10 +55,12 @@ export function startLiveTurn(
   deps: LiveTurnDeps,
   session: SessionRow,
   turnId: string,
+  userMessage: { id: string; row: MessageRow | null },
   stored: Promise<unknown>,
   command?: number,
-): void {
+): LiveTurn {
   const controller = new AbortController();
+  let holding = false;
   const event = (type: string, data: Record<string, unknown>) => ({
     owner: session.owner,
     at: iso(deps.now()),
@@ -56,15 +70,34 @@ export function startLiveTurn(
     data,
   });
   const ended = command === undefined ? {} : { commands: [{ id: command, done: true }] };
+  /** The message as it enters the history, while it still has to. */
+  let entering: MessageRow | null = null;
+  const enter = (): Pick<Batch, 'enteredMessages' | 'events'> => {
+    const row = entering;
+    entering = null;
+    return row
+      ? {
+          enteredMessages: [row.id],
+          events: [event('message.created', { message: messageView(row) })],
+        }
+      : { events: [] };
+  };
   const finish = (ok: boolean, error?: string) =>
-    deps.commit(session.id, () => ({
-      events: [event('turn.finished', ok ? { ok } : { ok, error })],
-      ...ended,
-    }));
+    deps.commit(session.id, () => {
+      // A turn that failed before it started still puts its message in the history.
+      const entered = enter();
+      return {
+        ...entered,
+        events: [...(entered.events ?? []), event('turn.finished', ok ? { ok } : { ok, error })],
+        ...ended,
+      };
+    });
 
   deps.locks.acquire(session.id, 'live', turnId, {
     granted: () => {
+      holding = true;
       const done = run().finally(() => {
+        holding = false;
         deps.locks.release(session.id, turnId, controller.signal.aborted ? 'aborted' : 'done');
       });
       deps.track(turnId, session.id, { done, abort: () => controller.abort() });
@@ -78,6 +111,7 @@ export function startLiveTurn(
   });
   // The message could not be stored: the caller is told, and the turn leaves the queue.
   stored.catch(() => deps.locks.release(session.id, turnId, 'aborted'));
+  return { holdsLock: () => holding };
 
   async function run(): Promise<void> {
     try {
@@ -86,7 +120,18 @@ export function startLiveTurn(
       return;
     }
     try {
-      await deps.commit(session.id, () => ({ events: [event('turn.started', {})] }));
+      const row =
+        userMessage.row ??
+        (await deps.store.listMessages(session.id)).find((m) => m.id === userMessage.id) ??
+        null;
+      if (row?.queued) {
+        const { queued: _, ...inHistory } = row;
+        entering = inHistory;
+      }
+      await deps.commit(session.id, () => {
+        const entered = enter();
+        return { ...entered, events: [...(entered.events ?? []), event('turn.started', {})] };
+      });
       const history = await deps.store.listMessages(session.id);
       const base = { sessionId: session.id, turnId };
       const at = () => iso(deps.now());

@@ -7,7 +7,7 @@
  */
 import { iso } from './clock.js';
 import type { Command, StoredCommand } from './commands.js';
-import { startLiveTurn, type LiveTurnDeps } from './live-turn.js';
+import { startLiveTurn, type LiveTurn, type LiveTurnDeps } from './live-turn.js';
 import type { OwnedSessions } from './owned-sessions.js';
 import type { SessionWriter } from './session-writer.js';
 import { FencedError, type MessageRow, type SessionRow, type Store } from './store/store.js';
@@ -39,7 +39,14 @@ export async function sendMessageHere(
   const sessionId = session.id;
   if (from?.result?.ok) {
     deps.owned.holdOpen(sessionId, from.id);
-    startLiveTurn(deps.live, session, turnId, Promise.resolve(), from.id);
+    startLiveTurn(
+      deps.live,
+      session,
+      turnId,
+      { id: command.messageId, row: null },
+      Promise.resolve(),
+      from.id,
+    );
     return from.result.value;
   }
   const message: MessageRow = {
@@ -52,19 +59,32 @@ export async function sendMessageHere(
     createdAt: iso(deps.now()),
   };
   const answer: SentMessage = { turnId, message: messageView(message) };
-  const stored = deps.writer.commit(sessionId, () => ({
-    messages: [message],
-    events: [
-      deps.writer.event(owner, 'message.created', { message: answer.message }, sessionId, {
-        turnId,
-      }),
-    ],
-    ...(from
-      ? { commands: [{ id: from.id, result: { ok: true, value: answer }, done: false }] }
-      : {}),
-  }));
+  let turn: LiveTurn | undefined;
+  const stored = deps.writer.commit(sessionId, () => {
+    // A turn that holds the lock when its message is written starts next:
+    // nothing can come between, so the message goes straight into the
+    // history. Otherwise it waits queued and enters when the turn starts
+    // (live-turn.ts): written twice, but only when the session was busy.
+    if (!turn?.holdsLock()) message.queued = true;
+    answer.message = messageView(message);
+    const type = message.queued ? 'message.queued' : 'message.created';
+    return {
+      messages: [message],
+      events: [deps.writer.event(owner, type, { message: answer.message }, sessionId, { turnId })],
+      ...(from
+        ? { commands: [{ id: from.id, result: { ok: true, value: answer }, done: false }] }
+        : {}),
+    };
+  });
   if (from) deps.owned.holdOpen(sessionId, from.id);
-  startLiveTurn(deps.live, session, turnId, stored, from?.id);
+  turn = startLiveTurn(
+    deps.live,
+    session,
+    turnId,
+    { id: message.id, row: message },
+    stored,
+    from?.id,
+  );
   try {
     await stored;
   } catch (error) {
@@ -93,6 +113,14 @@ async function sentBefore(
   const answered = history.some(
     (m) => m.role !== 'user' && m.metadata['turnId'] === command.turnId,
   );
-  if (!answered) startLiveTurn(deps.live, session, command.turnId, Promise.resolve());
+  if (!answered) {
+    startLiveTurn(
+      deps.live,
+      session,
+      command.turnId,
+      { id: message.id, row: null },
+      Promise.resolve(),
+    );
+  }
   return { turnId: command.turnId, message: messageView(message) };
 }

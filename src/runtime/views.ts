@@ -18,6 +18,8 @@ export interface MessageView {
   content: string;
   metadata: Record<string, unknown>;
   createdAt: string;
+  /** Present while a user message waits for its turn: it is not in the history yet. */
+  queued?: true;
 }
 
 export interface JobView {
@@ -58,6 +60,7 @@ export function messageView(row: MessageRow): MessageView {
     content: row.content,
     metadata: row.metadata,
     createdAt: row.createdAt,
+    ...(row.queued ? { queued: true as const } : {}),
   };
 }
 

@@ -177,9 +177,9 @@ export function createMetrics(baton: Baton, version: string): TransportMetrics {
         if (typeof n === 'number') attempts.observe({ result: state }, n);
         if (state === 'followedUp') void observeLatency(frame.jobId).catch(() => undefined);
       } else if (state === 'cancelled' || state === 'skipped') waiting.delete(key);
-    } else if (frame.type === 'message.created' && frame.turnId) {
-      const message = frame.data['message'];
-      if (isRecord(message) && message['role'] === 'user') track(`turn:${frame.turnId}`, at);
+    } else if (frame.type === 'message.queued' && frame.turnId) {
+      // A live turn waits for the lock from the moment its message is accepted.
+      track(`turn:${frame.turnId}`, at);
     } else if (frame.type === 'turn.started' && frame.turnId) {
       endWait(`turn:${frame.turnId}`, 'live', at);
     } else if (frame.type === 'turn.finished' && frame.turnId) {
@@ -198,8 +198,4 @@ export function createMetrics(baton: Baton, version: string): TransportMetrics {
       for (const unsubscribe of unsubscribes.splice(0)) unsubscribe();
     },
   };
-}
-
-function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null;
 }

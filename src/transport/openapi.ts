@@ -88,6 +88,11 @@ const SCHEMAS: Json = {
       content: { type: 'string' },
       metadata: { type: 'object' },
       createdAt: iso,
+      queued: {
+        const: true,
+        description:
+          'a user message waiting for its turn; it enters the history when the turn starts',
+      },
     },
   },
   Job: {
@@ -214,11 +219,12 @@ export function openApiDocument(version: string): Json {
       '/v1/sessions/{id}/messages': {
         parameters: [idParam('session')],
         get: authed({
-          summary: 'messages in order',
+          summary: 'messages in history order, then the queued ones',
           responses: { ...ok(200, listOf('messages', 'Message')), ...errors(401, 404) },
         }),
         post: authed({
-          summary: 'store a user message and start a live turn',
+          summary:
+            'queue a user message for a live turn (it enters the history when the turn starts)',
           requestBody: body('SendMessage'),
           responses: {
             ...ok(202, {

@@ -80,8 +80,11 @@ describe('a job whose wrapper was spawned but not recorded before a crash', () =
     process.kill(-group, 'SIGKILL');
     await waitFor(() => processesUnder(dir).length === 0);
     rmSync(join(dir, 'jobs', jobId), { recursive: true, force: true });
+    // Before the restart: the run starts during it, and must find the file.
+    const workDir = join(dir, 'work', 'alice');
+    expect(existsSync(workDir)).toBe(true);
+    writeFileSync(join(workDir, 'go'), 'go\n');
     t = await startTestBaton({ dir });
-    writeFileSync(join(await t.baton.workDirs.ensure('alice'), 'go'), 'go\n');
     const final = await waitFor(async () => {
       const j = await t!.baton.getJob('alice', jobId);
       return j.state === 'followedUp' ? j : undefined;

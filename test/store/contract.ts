@@ -139,6 +139,35 @@ export function storeContract(name: string, make: () => Promise<Store>): void {
         ]);
       });
 
+      it('lists a queued message after the history until it enters it, then after every message stored before', async () => {
+        const { owner, sessionId, id } = await withSession();
+        const first = messageRow(owner, sessionId, id('m', 1));
+        const waiting = messageRow(owner, sessionId, id('m', 'q'), { queued: true });
+        const later = messageRow(owner, sessionId, id('m', 2), { role: 'assistant' });
+        await store.commit({ messages: [first, waiting] });
+        await store.commit({ messages: [later] });
+        expect(await store.listMessages(sessionId)).toEqual([first, later, waiting]);
+
+        await store.commit({ enteredMessages: [waiting.id] });
+        const entered = { ...waiting };
+        delete entered.queued;
+        expect(await store.listMessages(sessionId)).toEqual([first, later, entered]);
+
+        // Entered twice (a turn run again), it stays where it is; later rows still come after it.
+        const answer = messageRow(owner, sessionId, id('m', 3), { role: 'assistant' });
+        await store.commit({ messages: [answer] });
+        await store.commit({ enteredMessages: [waiting.id] });
+        const next = messageRow(owner, sessionId, id('m', 4));
+        await store.commit({ messages: [next] });
+        expect((await store.listMessages(sessionId)).map((m) => m.id)).toEqual([
+          first.id,
+          later.id,
+          waiting.id,
+          answer.id,
+          next.id,
+        ]);
+      });
+
       it("lists only the session's messages", async () => {
         const a = await withSession();
         const otherSession = a.id('session', 'other');

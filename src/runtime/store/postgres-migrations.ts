@@ -126,6 +126,13 @@ export const POSTGRES_MIGRATIONS: readonly PostgresMigration[] = [
     // When the owner claimed the session: an owner that does not answer is named with it.
     sql: (s) => `ALTER TABLE ${s}.sessions ADD COLUMN owner_since timestamptz`,
   },
+  {
+    version: 5,
+    // A user message waiting for its turn is stored at once but enters the
+    // history (takes its ordinal) only when its turn takes the lock.
+    name: 'queued messages',
+    sql: (s) => `ALTER TABLE ${s}.messages ADD COLUMN queued boolean NOT NULL DEFAULT false`,
+  },
 ];
 
 /**

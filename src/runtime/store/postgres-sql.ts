@@ -47,17 +47,20 @@ export function statements(s: string) {
       WHERE id = $1 AND deleted_at IS NULL`,
     listSessions: `SELECT id, owner, title, system_prompt, created_at FROM ${s}.sessions
       WHERE owner = $1 AND deleted_at IS NULL ORDER BY created_at, id`,
-    insertMessage: `INSERT INTO ${s}.messages (id, session_id, owner, role, content, metadata, created_at)
-      VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+    insertMessage: `INSERT INTO ${s}.messages (id, session_id, owner, role, content, metadata, created_at, queued)
+      VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+    // DEFAULT draws the identity's next value: after every message stored so far.
+    enterMessage: `UPDATE ${s}.messages SET ordinal = DEFAULT, queued = false
+      WHERE id = $1 AND queued`,
     // DO NOTHING rather than an error: the transaction stays usable, and a
     // concurrent insert of the same job id waits for the other commit first,
     // so "no row" means "already answered" in every interleaving.
     insertFollowUp: `INSERT INTO ${s}.follow_ups (job_id, message_id, position) VALUES ($1, $2, $3)
       ON CONFLICT (job_id) DO NOTHING`,
-    listMessages: `SELECT m.id, m.session_id, m.owner, m.role, m.content, m.metadata, m.created_at,
+    listMessages: `SELECT m.id, m.session_id, m.owner, m.role, m.content, m.metadata, m.created_at, m.queued,
         ARRAY(SELECT f.job_id FROM ${s}.follow_ups f WHERE f.message_id = m.id ORDER BY f.position)
           AS answers_jobs
-      FROM ${s}.messages m WHERE m.session_id = $1 ORDER BY m.ordinal`,
+      FROM ${s}.messages m WHERE m.session_id = $1 ORDER BY m.queued, m.ordinal`,
     insertJob: `INSERT INTO ${s}.jobs (${JOB_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9,
         $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, 1)
       ON CONFLICT (id) DO NOTHING`,

@@ -219,6 +219,9 @@ export class GroupCommitWriter {
     for (const message of batch.messages ?? []) {
       await this.writeMessage(client, message);
     }
+    for (const id of batch.enteredMessages ?? []) {
+      await this.run(client, 'enterMessage', [id]);
+    }
     for (const command of batch.commands ?? []) {
       const result = command.result === undefined ? null : JSON.stringify(command.result);
       await this.run(client, 'recordCommand', [command.id, result, command.done]);
@@ -257,6 +260,7 @@ export class GroupCommitWriter {
       m.content,
       metadata,
       m.createdAt,
+      m.queued === true,
     ]);
     for (const [position, jobId] of (m.answersJobs ?? []).entries()) {
       const { rowCount } = await this.run(client, 'insertFollowUp', [jobId, m.id, position]);

@@ -32,6 +32,8 @@ export interface MessageRecord {
   metadata: string;
   created_at: string;
   answers_jobs: string[];
+  /** SQLite answers 0 or 1, PostgreSQL a boolean. */
+  queued: number | boolean;
 }
 
 /** A row of `jobs`; the `json` columns arrive as text. */
@@ -94,6 +96,7 @@ export function toMessage(r: MessageRecord): MessageRow {
     createdAt: r.created_at,
   };
   if (r.answers_jobs.length > 0) message.answersJobs = r.answers_jobs;
+  if (r.queued) message.queued = true;
   return message;
 }
 

@@ -139,6 +139,15 @@ export const SQLITE_MIGRATIONS: readonly SqliteMigration[] = [
       db.exec(`ALTER TABLE jobs ADD COLUMN labels TEXT NOT NULL DEFAULT '{}'`);
     },
   },
+  {
+    version: 5,
+    // A user message waiting for its turn is stored at once but enters the
+    // history (takes its ordinal) only when its turn takes the lock.
+    name: 'queued messages',
+    up(db) {
+      db.exec('ALTER TABLE messages ADD COLUMN queued INTEGER NOT NULL DEFAULT 0');
+    },
+  },
 ];
 
 /**

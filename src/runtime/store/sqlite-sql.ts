@@ -103,18 +103,24 @@ export function prepareStatements(db: Database.Database) {
       `SELECT id, owner, title, system_prompt, created_at FROM sessions
        WHERE owner = ? AND deleted_at IS NULL ORDER BY created_at, id`,
     ),
-    insertMessage: db.prepare<[string, string, string, string, string, string, string]>(
-      `INSERT INTO messages (id, session_id, owner, role, content, metadata, created_at)
-       VALUES (?, ?, ?, ?, ?, ?, ?)`,
+    insertMessage: db.prepare<[string, string, string, string, string, string, string, number]>(
+      `INSERT INTO messages (id, session_id, owner, role, content, metadata, created_at, queued)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+    ),
+    // AUTOINCREMENT numbers a later insert past the largest ordinal in the
+    // table as well as past every one it gave out, so the moved row keeps its place.
+    enterMessage: db.prepare<[string]>(
+      `UPDATE messages SET ordinal = (SELECT max(ordinal) FROM messages) + 1, queued = 0
+       WHERE id = ? AND queued = 1`,
     ),
     insertFollowUp: db.prepare<[string, string, number]>(
       `INSERT INTO follow_ups (job_id, message_id, position) VALUES (?, ?, ?)`,
     ),
     listMessages: db.prepare<[string], MessageRecord>(
-      `SELECT m.id, m.session_id, m.owner, m.role, m.content, m.metadata, m.created_at,
+      `SELECT m.id, m.session_id, m.owner, m.role, m.content, m.metadata, m.created_at, m.queued,
          (SELECT json_group_array(f.job_id ORDER BY f.position) FROM follow_ups f
           WHERE f.message_id = m.id) AS answers_jobs
-       FROM messages m WHERE m.session_id = ? ORDER BY m.ordinal`,
+       FROM messages m WHERE m.session_id = ? ORDER BY m.queued, m.ordinal`,
     ),
     insertJob: db.prepare<JobParams>(
       `INSERT INTO jobs (${JOB_COLUMNS}) VALUES (@id, @session_id, @owner, @command, @cwd,

@@ -331,6 +331,7 @@ export class SqliteStore implements Store {
         utf8(message.content),
         JSON.stringify(message.metadata),
         message.createdAt,
+        message.queued ? 1 : 0,
       );
       (message.answersJobs ?? []).forEach((jobId, position) => {
         try {
@@ -340,6 +341,8 @@ export class SqliteStore implements Store {
         }
       });
     }
+
+    for (const id of batch.enteredMessages ?? []) s.enterMessage.run(id);
 
     return { events: this.appendEvents(s, batch.events ?? [], take), jobVersions };
   }

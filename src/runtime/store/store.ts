@@ -36,6 +36,13 @@ export interface MessageRow {
    * whole commit fail with {@link DuplicateFollowUpError}.
    */
   answersJobs?: string[];
+  /**
+   * A user message accepted while it waits for its turn to take the session
+   * lock: stored, but not yet in the history. It enters the history (after
+   * every message stored so far) when its turn starts, so the stored order is
+   * the order the model saw. Listed after the history until then.
+   */
+  queued?: boolean;
 }
 
 export interface JobHistoryEntry {
@@ -140,6 +147,12 @@ export interface Batch {
   sessions?: SessionRow[];
   sessionDeletes?: { id: string; at: Iso }[];
   messages?: MessageRow[];
+  /**
+   * Queued messages that enter the history now, in this order, each after
+   * every message stored so far. A message that is not queued (any more) is
+   * left as it is, so a turn run again does not move its message twice.
+   */
+  enteredMessages?: string[];
   jobs?: JobWrite[];
   events?: NewEvent[];
   commands?: CommandWrite[];

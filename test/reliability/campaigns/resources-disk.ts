@@ -182,7 +182,9 @@ export async function diskFlow(env: DiskEnv): Promise<DiskSummary> {
       break;
     }
     if (Date.now() > deadline)
-      throw new Error(`jobs never became final: ${JSON.stringify(jobs).slice(0, 500)}`);
+      throw new Error(
+        `jobs never became final: ${JSON.stringify(jobs.map((j) => [str(j, 'id'), str(j, 'state'), get(j, 'why')]))}`,
+      );
     await sleep(50);
   }
   const messages = list((await api('GET', `/v1/sessions/${session}/messages`)).body, 'messages');
