@@ -7,6 +7,7 @@ import { deadlineSignal } from './deadline.js';
 import type { Feed } from './feed.js';
 import type { Ids } from './ids.js';
 import type { JobActor } from './job-actor.js';
+import { followUpTurnKey, openTurnJournal } from './turn-journal.js';
 import { messageView } from './views.js';
 import type { Batch, JobRow, MessageRow, SessionRow, Store } from './store/store.js';
 
@@ -23,7 +24,7 @@ export interface FollowUpDeps {
   jobsOf(sessionId: string): JobActor[];
   /** Commits a batch in the session's write queue and returns the new job versions. */
   commit(sessionId: string, build: () => Batch | null): Promise<unknown>;
-  tools(owner: string, sessionId: string): AgentTools;
+  tools(owner: string, sessionId: string, turnKey: string): AgentTools;
 }
 
 /** Raised when the session disappeared under a follow-up; the runtime ends the job `skipped`. */
@@ -173,12 +174,17 @@ async function runAgent(
 ): Promise<AgentResult> {
   const at = () => iso(deps.now());
   const base = { sessionId: leader.sessionId, jobId: leader.id };
+  // A retried follow-up goes on from the rounds and tool results stored before.
+  const turnKey = followUpTurnKey(leader.id);
+  const journal = await openTurnJournal(deps.store, deps.commit, leader.sessionId, turnKey);
   const result = await deps.agent.run({
     sessionId: leader.sessionId,
     messages,
     maxRounds: deps.maxRounds,
     signal,
-    tools: deps.tools(leader.owner, leader.sessionId),
+    journal: journal.entries,
+    record: journal.record,
+    tools: deps.tools(leader.owner, leader.sessionId, turnKey),
     onDelta: (delta) =>
       deps.feed.ephemeral(leader.owner, { ...base, at: at(), type: 'turn.delta', data: { delta } }),
     onStep: (round) =>

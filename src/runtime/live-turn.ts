@@ -6,6 +6,7 @@ import { conversation } from './follow-up.js';
 import type { Ids } from './ids.js';
 import type { SessionLocks } from './session-locks.js';
 import type { Batch, MessageRow, SessionRow, Store } from './store/store.js';
+import { liveTurnKey, openTurnJournal } from './turn-journal.js';
 import { messageView } from './views.js';
 
 export interface LiveTurnDeps {
@@ -18,7 +19,7 @@ export interface LiveTurnDeps {
   agentTimeoutMs: number;
   maxRounds: number;
   commit(sessionId: string, build: () => Batch | null): Promise<unknown>;
-  tools(owner: string, sessionId: string): AgentTools;
+  tools(owner: string, sessionId: string, turnKey: string): AgentTools;
   /** Registers the turn's run so that shutdown can wait for it or abort it. */
   track(turnId: string, sessionId: string, run: { done: Promise<void>; abort: () => void }): void;
   onError(error: unknown): void;
@@ -133,6 +134,9 @@ export function startLiveTurn(
         return { ...entered, events: [...(entered.events ?? []), event('turn.started', {})] };
       });
       const history = await deps.store.listMessages(session.id);
+      // A turn run again (its owner died) goes on from the steps stored before.
+      const turnKey = liveTurnKey(turnId);
+      const journal = await openTurnJournal(deps.store, deps.commit, session.id, turnKey);
       const base = { sessionId: session.id, turnId };
       const at = () => iso(deps.now());
       const deadline = deadlineSignal(controller.signal, deps.agentTimeoutMs);
@@ -142,7 +146,9 @@ export function startLiveTurn(
         messages: conversation(session, history),
         maxRounds: deps.maxRounds,
         signal,
-        tools: deps.tools(session.owner, session.id),
+        journal: journal.entries,
+        record: journal.record,
+        tools: deps.tools(session.owner, session.id, turnKey),
         onDelta: (delta) =>
           deps.feed.ephemeral(session.owner, {
             ...base,

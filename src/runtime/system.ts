@@ -144,15 +144,16 @@ export class Baton {
       agentTimeoutMs: this.policy.agentTimeoutS * 1000,
       maxRounds: this.policy.maxRounds,
       commit,
-      tools: (owner: string, sessionId: string) =>
+      tools: (owner: string, sessionId: string, turnKey: string) =>
         agentTools(
           {
             workDirs: this.workDirs,
             sandbox: this.sandbox,
-            startJob: (o, s, command) => this.startJob(o, s, { command }),
+            startJobOnce: (o, s, jobId, command) => this.startJobOnce(o, s, jobId, command),
           },
           owner,
           sessionId,
+          turnKey,
         ),
     };
     const followUp: FollowUpDeps = {
@@ -288,6 +289,25 @@ export class Baton {
   async startJob(owner: string, sessionId: string, body: StartJobBody): Promise<JobView> {
     this.assertOpen();
     return this.onOwner({ kind: 'startJob', owner, sessionId, jobId: this.ids.job(), body });
+  }
+
+  /**
+   * A job that an agent's tool call starts, under an id that the call
+   * determines: asked again (the turn was retried or recovered), it answers
+   * with the job already started, in whatever state it is now.
+   */
+  private async startJobOnce(
+    owner: string,
+    sessionId: string,
+    jobId: string,
+    command: string,
+  ): Promise<JobView> {
+    this.assertOpen();
+    const existing = await this.store.getJob(jobId);
+    if (existing?.owner === owner && existing.sessionId === sessionId) {
+      return this.jobs.viewOf(existing);
+    }
+    return this.onOwner({ kind: 'startJob', owner, sessionId, jobId, body: { command } });
   }
 
   async completeJob(owner: string, jobId: string, body: CompleteJobBody): Promise<JobView> {

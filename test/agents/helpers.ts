@@ -10,6 +10,8 @@ export interface RecordingTools {
   tools: AgentTools;
   commands: string[];
   backgroundCommands: string[];
+  /** The call key of each background job asked for, in order. */
+  backgroundKeys: string[];
 }
 
 export function recordingTools(
@@ -17,10 +19,12 @@ export function recordingTools(
 ): RecordingTools {
   const commands: string[] = [];
   const backgroundCommands: string[] = [];
+  const backgroundKeys: string[] = [];
   let jobs = 0;
   return {
     commands,
     backgroundCommands,
+    backgroundKeys,
     tools: {
       async runCommand(command) {
         commands.push(command);
@@ -30,8 +34,9 @@ export function recordingTools(
           exitCode: opts.exitCode ?? 0,
         };
       },
-      async startBackgroundJob(command) {
+      async startBackgroundJob(command, callKey) {
         backgroundCommands.push(command);
+        backgroundKeys.push(callKey);
         jobs += 1;
         return { jobId: opts.jobId ?? `j_test${jobs}` };
       },

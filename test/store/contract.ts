@@ -181,6 +181,35 @@ export function storeContract(name: string, make: () => Promise<Store>): void {
       });
     });
 
+    describe('turn journal', () => {
+      it('reads back the steps of a turn in step order, and refuses a step written twice', async () => {
+        const { sessionId, id } = await withSession();
+        const key = `followUp:${id('j')}`;
+        const other = `live:${id('t')}`;
+        const round = { kind: 'round', round: 1, text: 'é "q"', toolCalls: [{ id: 'c1' }] };
+        await store.commit({
+          journal: [
+            { turnKey: key, sessionId, step: 0, entry: round },
+            { turnKey: other, sessionId, step: 0, entry: { kind: 'round' } },
+          ],
+        });
+        await store.commit({
+          journal: [{ turnKey: key, sessionId, step: 1, entry: { kind: 'tool', callId: 'c1' } }],
+        });
+        expect(await store.readJournal(key)).toEqual([round, { kind: 'tool', callId: 'c1' }]);
+        expect(await store.readJournal(`live:${id('none')}`)).toEqual([]);
+
+        await expect(
+          store.commit({
+            journal: [{ turnKey: key, sessionId, step: 1, entry: { kind: 'again' } }],
+            messages: [messageRow(id('o'), sessionId, id('m'))],
+          }),
+        ).rejects.toBeInstanceOf(Error);
+        expect(await store.readJournal(key)).toHaveLength(2);
+        expect(await store.listMessages(sessionId)).toEqual([]);
+      });
+    });
+
     describe('jobs', () => {
       it('round-trips a job with every field set and gives it version 1', async () => {
         const { owner, sessionId, id } = await withSession();

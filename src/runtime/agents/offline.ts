@@ -150,7 +150,7 @@ export class OfflineAgent implements Agent {
       answer = answerFollowUp(text);
     } else if (text.startsWith('bg ') && text.slice(3).trim().length > 0) {
       const command = text.slice(3).trim();
-      const { jobId } = await input.tools.startBackgroundJob(command);
+      const { jobId } = await input.tools.startBackgroundJob(command, 'offline_1');
       checkAborted(signal);
       answer = `Started background job ${jobId} for \`${command}\`. I will continue when it finishes.`;
       const event: ToolEvent = {

@@ -19,6 +19,7 @@ import type {
   AgentResult,
   AgentRunInput,
   AgentTools,
+  JournalEntry,
   ToolEvent,
 } from './agent.js';
 import { createHttpFetch, type HttpFetch } from './http-fetch.js';
@@ -180,9 +181,35 @@ export class OpenAIAgent implements Agent {
       content += delta;
       input.onDelta?.(delta);
     };
+    const onEvent = (event: ToolEvent): void => {
+      toolEvents.push(event);
+      input.onTool?.(event);
+    };
+    const answerTool = async (
+      call: PendingToolCall,
+      round: number,
+      reply: Promise<{ reply: string; event: ToolEvent | null }>,
+    ) => {
+      const done = await reply;
+      if (done.event) onEvent(done.event);
+      await input.record?.({ kind: 'tool', round, callId: call.id, ...done });
+      messages.push({ role: 'tool', tool_call_id: call.id, content: done.reply });
+    };
+
+    // What an earlier attempt of this turn stored is given to the model as it
+    // was, not asked for or run again.
+    const resumed = replayJournal(input.journal ?? [], messages, emit, onEvent);
+    if (resumed.model) model = resumed.model;
+    const first = resumed.nextRound;
 
     try {
-      for (let round = 1; round <= maxRounds; round += 1) {
+      // Calls of the last stored round whose results were not stored: a
+      // background job is asked for again under the same call id (so it is
+      // started at most once); a command is not run twice without the model knowing.
+      for (const call of resumed.unanswered) {
+        await answerTool(call, first - 1, resumeTool(call, first - 1, input.tools, signal));
+      }
+      for (let round = first; round <= maxRounds; round += 1) {
         input.onStep?.(round);
         const separator = content.length > 0 ? '\n\n' : '';
         let started = false;
@@ -196,21 +223,16 @@ export class OpenAIAgent implements Agent {
         if (result.model) model = result.model;
         if (result.toolCalls.length === 0) return finish(content, toolEvents, model);
 
-        messages.push({
-          role: 'assistant',
-          content: result.text.length > 0 ? result.text : null,
-          tool_calls: result.toolCalls.map((call) => ({
-            id: call.id,
-            type: 'function' as const,
-            function: { name: call.name, arguments: call.arguments },
-          })),
+        await input.record?.({
+          kind: 'round',
+          round,
+          text: result.text,
+          toolCalls: result.toolCalls,
+          model: result.model,
         });
+        messages.push(assistantWithTools(result.text, result.toolCalls));
         for (const call of result.toolCalls) {
-          const reply = await runTool(call, round, input.tools, signal, (event) => {
-            toolEvents.push(event);
-            input.onTool?.(event);
-          });
-          messages.push({ role: 'tool', tool_call_id: call.id, content: reply });
+          await answerTool(call, round, runTool(call, round, input.tools, signal));
         }
       }
     } catch (error) {
@@ -389,13 +411,15 @@ async function runTool(
   round: number,
   tools: AgentTools,
   signal: AbortSignal,
-  record: (event: ToolEvent) => void,
-): Promise<string> {
+): Promise<{ reply: string; event: ToolEvent | null }> {
   if (call.name !== 'run_command' && call.name !== 'start_background_job') {
-    return `Error: unknown tool "${call.name}". The tools are run_command and start_background_job.`;
+    return {
+      reply: `Error: unknown tool "${call.name}". The tools are run_command and start_background_job.`,
+      event: null,
+    };
   }
   const argument = commandArgument(call);
-  if ('problem' in argument) return `Error: ${argument.problem}.`;
+  if ('problem' in argument) return { reply: `Error: ${argument.problem}.`, event: null };
   const { command } = argument;
 
   if (call.name === 'run_command') {
@@ -409,20 +433,93 @@ async function runTool(
       exitCode = null;
     }
     if (signal.aborted) throw new AgentError('agent_aborted', 'the agent run was aborted');
-    record({ round, tool: call.name, command, output, exitCode });
-    return commandResultText(exitCode, output);
+    return {
+      reply: commandResultText(exitCode, output),
+      event: { round, tool: call.name, command, output, exitCode },
+    };
   }
 
   let reply: string;
   try {
-    const { jobId } = await tools.startBackgroundJob(command);
+    const { jobId } = await tools.startBackgroundJob(command, `${round}/${call.id}`);
     reply = backgroundJobStartedText(jobId, command);
   } catch (error) {
     reply = `Error: the background job could not be started: ${describe(error)}`;
   }
-  record({ round, tool: call.name, command, output: reply, exitCode: null });
   if (signal.aborted) throw new AgentError('agent_aborted', 'the agent run was aborted');
-  return reply;
+  return { reply, event: { round, tool: call.name, command, output: reply, exitCode: null } };
+}
+
+/** What the model is told of a command whose attempt ended before its result was stored. */
+export const INTERRUPTED_COMMAND =
+  'Error: this command was interrupted before its result was stored (the attempt failed or the ' +
+  'service restarted). It was not run again: check its effect before running it again.';
+
+/**
+ * A tool call of a stored round whose result was not stored. A background job
+ * is asked for again (under the same call id it is the job already started,
+ * if it was); a command may have run, so it is reported as interrupted.
+ */
+async function resumeTool(
+  call: PendingToolCall,
+  round: number,
+  tools: AgentTools,
+  signal: AbortSignal,
+): Promise<{ reply: string; event: ToolEvent | null }> {
+  if (call.name !== 'run_command') return runTool(call, round, tools, signal);
+  const argument = commandArgument(call);
+  const command = 'problem' in argument ? call.arguments : argument.command;
+  return {
+    reply: INTERRUPTED_COMMAND,
+    event: { round, tool: call.name, command, output: INTERRUPTED_COMMAND, exitCode: null },
+  };
+}
+
+function assistantWithTools(text: string, calls: PendingToolCall[]): ChatCompletionMessageParam {
+  return {
+    role: 'assistant',
+    content: text.length > 0 ? text : null,
+    tool_calls: calls.map((call) => ({
+      id: call.id,
+      type: 'function' as const,
+      function: { name: call.name, arguments: call.arguments },
+    })),
+  };
+}
+
+/**
+ * Puts an earlier attempt's stored steps into the conversation: each round's
+ * text (shown again, as it is part of the answer), its tool calls and the
+ * results stored for them. Returns the round to go on with and the calls of
+ * the last round that have no stored result.
+ */
+function replayJournal(
+  journal: JournalEntry[],
+  messages: ChatCompletionMessageParam[],
+  emit: (delta: string) => void,
+  onEvent: (event: ToolEvent) => void,
+): { nextRound: number; unanswered: PendingToolCall[]; model: string | null } {
+  let nextRound = 1;
+  let model: string | null = null;
+  let unanswered: PendingToolCall[] = [];
+  let shown = false;
+  for (const entry of journal) {
+    if (entry.kind === 'round') {
+      if (entry.text.length > 0) {
+        emit(shown ? `\n\n${entry.text}` : entry.text);
+        shown = true;
+      }
+      messages.push(assistantWithTools(entry.text, entry.toolCalls));
+      unanswered = [...entry.toolCalls];
+      nextRound = entry.round + 1;
+      if (entry.model) model = entry.model;
+    } else {
+      messages.push({ role: 'tool', tool_call_id: entry.callId, content: entry.reply });
+      unanswered = unanswered.filter((call) => call.id !== entry.callId);
+      if (entry.event) onEvent(entry.event);
+    }
+  }
+  return { nextRound, unanswered, model };
 }
 
 function finish(content: string, toolEvents: ToolEvent[], model: string): AgentResult {

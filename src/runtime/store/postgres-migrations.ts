@@ -133,6 +133,18 @@ export const POSTGRES_MIGRATIONS: readonly PostgresMigration[] = [
     name: 'queued messages',
     sql: (s) => `ALTER TABLE ${s}.messages ADD COLUMN queued boolean NOT NULL DEFAULT false`,
   },
+  {
+    version: 6,
+    // The steps of agent turns: a retried turn resumes from them.
+    name: 'turn journal',
+    sql: (s) => `CREATE TABLE ${s}.turn_journal (
+        turn_key text COLLATE "C" NOT NULL,
+        step integer NOT NULL,
+        session_id text COLLATE "C" NOT NULL,
+        entry json NOT NULL,
+        PRIMARY KEY (turn_key, step)
+      )`,
+  },
 ];
 
 /**

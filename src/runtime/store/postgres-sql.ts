@@ -52,6 +52,9 @@ export function statements(s: string) {
     // DEFAULT draws the identity's next value: after every message stored so far.
     enterMessage: `UPDATE ${s}.messages SET ordinal = DEFAULT, queued = false
       WHERE id = $1 AND queued`,
+    insertJournal: `INSERT INTO ${s}.turn_journal (turn_key, step, session_id, entry)
+      VALUES ($1, $2, $3, $4)`,
+    readJournal: `SELECT entry FROM ${s}.turn_journal WHERE turn_key = $1 ORDER BY step`,
     // DO NOTHING rather than an error: the transaction stays usable, and a
     // concurrent insert of the same job id waits for the other commit first,
     // so "no row" means "already answered" in every interleaving.

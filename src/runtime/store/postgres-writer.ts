@@ -222,6 +222,14 @@ export class GroupCommitWriter {
     for (const id of batch.enteredMessages ?? []) {
       await this.run(client, 'enterMessage', [id]);
     }
+    for (const step of batch.journal ?? []) {
+      await this.run(client, 'insertJournal', [
+        step.turnKey,
+        step.step,
+        step.sessionId,
+        JSON.stringify(step.entry),
+      ]);
+    }
     for (const command of batch.commands ?? []) {
       const result = command.result === undefined ? null : JSON.stringify(command.result);
       await this.run(client, 'recordCommand', [command.id, result, command.done]);

@@ -139,6 +139,12 @@ export class PostgresStore implements Store {
     return (await this.read<MessageRecord>('listMessages', [sessionId])).map(toMessage);
   }
 
+  async readJournal(turnKey: string): Promise<unknown[]> {
+    // json columns arrive as text (see rows.ts).
+    const rows = await this.read<{ entry: string }>('readJournal', [turnKey]);
+    return rows.map((r) => JSON.parse(r.entry) as unknown);
+  }
+
   async getJob(id: string): Promise<JobRow | null> {
     const [record] = await this.read<JobRecord>('getJob', [id]);
     return record ? toJob(record) : null;

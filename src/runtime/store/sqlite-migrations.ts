@@ -148,6 +148,22 @@ export const SQLITE_MIGRATIONS: readonly SqliteMigration[] = [
       db.exec('ALTER TABLE messages ADD COLUMN queued INTEGER NOT NULL DEFAULT 0');
     },
   },
+  {
+    version: 6,
+    // The steps of agent turns: a retried turn resumes from them.
+    name: 'turn journal',
+    up(db) {
+      db.exec(`
+        CREATE TABLE turn_journal (
+          turn_key TEXT NOT NULL,
+          step INTEGER NOT NULL,
+          session_id TEXT NOT NULL,
+          entry TEXT NOT NULL,
+          PRIMARY KEY (turn_key, step)
+        ) STRICT, WITHOUT ROWID;
+      `);
+    },
+  },
 ];
 
 /**

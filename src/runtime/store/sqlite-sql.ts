@@ -113,6 +113,12 @@ export function prepareStatements(db: Database.Database) {
       `UPDATE messages SET ordinal = (SELECT max(ordinal) FROM messages) + 1, queued = 0
        WHERE id = ? AND queued = 1`,
     ),
+    insertJournal: db.prepare<[string, number, string, string]>(
+      `INSERT INTO turn_journal (turn_key, step, session_id, entry) VALUES (?, ?, ?, ?)`,
+    ),
+    readJournal: db.prepare<[string], { entry: string }>(
+      `SELECT entry FROM turn_journal WHERE turn_key = ? ORDER BY step`,
+    ),
     insertFollowUp: db.prepare<[string, string, number]>(
       `INSERT INTO follow_ups (job_id, message_id, position) VALUES (?, ?, ?)`,
     ),

@@ -222,6 +222,10 @@ export class SqliteStore implements Store {
     return this.use((s) => s.listMessages.all(sessionId)).map(toMessage);
   }
 
+  async readJournal(turnKey: string): Promise<unknown[]> {
+    return this.use((s) => s.readJournal.all(turnKey)).map((r) => JSON.parse(r.entry) as unknown);
+  }
+
   async getJob(id: string): Promise<JobRow | null> {
     const record = this.use((s) => s.getJob.get(id));
     return record ? toJob(record) : null;
@@ -343,6 +347,9 @@ export class SqliteStore implements Store {
     }
 
     for (const id of batch.enteredMessages ?? []) s.enterMessage.run(id);
+    for (const step of batch.journal ?? []) {
+      s.insertJournal.run(step.turnKey, step.step, step.sessionId, JSON.stringify(step.entry));
+    }
 
     return { events: this.appendEvents(s, batch.events ?? [], take), jobVersions };
   }

@@ -142,6 +142,20 @@ export interface CommandWrite {
   done: boolean;
 }
 
+/**
+ * One step of an agent turn (a model round that called tools, or a tool's
+ * result), stored before the next step runs so that a retried or recovered
+ * turn resumes instead of doing it again. `entry` is the agent's own record.
+ */
+export interface JournalWrite {
+  /** The turn: `live:<turnId>` or `followUp:<jobId>`. */
+  turnKey: string;
+  sessionId: string;
+  /** 0, 1, 2… within the turn; a step written twice fails the batch. */
+  step: number;
+  entry: unknown;
+}
+
 export interface Batch {
   fence?: Fence;
   sessions?: SessionRow[];
@@ -156,6 +170,7 @@ export interface Batch {
   jobs?: JobWrite[];
   events?: NewEvent[];
   commands?: CommandWrite[];
+  journal?: JournalWrite[];
 }
 
 export interface CommitResult {
@@ -185,6 +200,8 @@ export interface Store {
   getSession(id: string): Promise<SessionRow | null>;
   listSessions(owner: string): Promise<SessionRow[]>;
   listMessages(sessionId: string): Promise<MessageRow[]>;
+  /** The stored steps of a turn, in step order (see {@link JournalWrite}). */
+  readJournal(turnKey: string): Promise<unknown[]>;
   getJob(id: string): Promise<JobRow | null>;
   listJobs(filter: JobFilter): Promise<JobRow[]>;
   /** Events of one owner with `seq > since`, in order, at most `limit`. */
