@@ -15,6 +15,7 @@ import Fastify, {
 } from 'fastify';
 import type { Baton } from '../runtime/system.js';
 import { metricsAccess, type TokenAuth } from './auth.js';
+import { closeConnectionsOnClose } from './close-connections.js';
 import { TransportError, toErrorReply, type ApiErrorCode } from './errors.js';
 import { createMetrics } from './metrics.js';
 import { openApiDocument } from './openapi.js';
@@ -109,6 +110,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   app.addHook('preClose', async () => {
     closing = true;
   });
+  closeConnectionsOnClose(app);
 
   app.decorateRequest('owner', '');
   app.addHook('onRequest', async (request) => {
