@@ -3,6 +3,7 @@ import pg from 'pg';
 import type { Command, CommandResult, StoredCommand } from './commands.js';
 import type { Coordinator, CoordinatorEvents } from './coordinator.js';
 import type { Logger } from './policy.js';
+import { notifyChannels, type NotifyChannels } from './store/notify-channels.js';
 
 export interface PgCoordinatorOptions {
   connectionString: string;
@@ -21,13 +22,6 @@ export interface PgCoordinatorOptions {
   logger: Logger;
 }
 
-const CHANNELS = [
-  'baton_commands',
-  'baton_command_done',
-  'baton_events',
-  'baton_ephemeral',
-  'baton_handover',
-] as const;
 /** NOTIFY payloads are capped at 8000 bytes by PostgreSQL. */
 const MAX_PAYLOAD = 7900;
 const FINAL = `('followedUp', 'failed', 'cancelled', 'skipped')`;
@@ -56,10 +50,12 @@ export class PgCoordinator implements Coordinator {
   private sweep: NodeJS.Timeout | null = null;
   private closed = false;
   private readonly schema: string;
+  private readonly channels: NotifyChannels;
 
   constructor(private readonly options: PgCoordinatorOptions) {
     this.hostId = options.hostId;
     this.schema = `"${options.schema.replaceAll('"', '""')}"`;
+    this.channels = notifyChannels(options.schema);
   }
 
   async start(events: CoordinatorEvents): Promise<void> {
@@ -87,20 +83,20 @@ export class PgCoordinator implements Coordinator {
   }
 
   announce(owner: string, seq: number): void {
-    this.notify('baton_events', `${seq} ${owner}`);
+    this.notify(this.channels.events, `${seq} ${owner}`);
   }
 
   broadcast(owner: string, frame: unknown): void {
     const payload = JSON.stringify({ host: this.hostId, owner, frame });
-    if (Buffer.byteLength(payload) <= MAX_PAYLOAD) this.notify('baton_ephemeral', payload);
+    if (Buffer.byteLength(payload) <= MAX_PAYLOAD) this.notify(this.channels.ephemeral, payload);
   }
 
   async forward(sessionId: string, command: Command): Promise<CommandResult> {
     const stored = await this.query<{ id: string }>(
       `WITH c AS (INSERT INTO ${this.schema}.commands (session_id, command) VALUES ($1, $2)
                   RETURNING id)
-       SELECT id, pg_notify('baton_commands', $1) FROM c`,
-      [sessionId, JSON.stringify(command)],
+       SELECT id, pg_notify($3, $1) FROM c`,
+      [sessionId, JSON.stringify(command), this.channels.commands],
     );
     const id = Number(stored.rows[0]?.id);
     const timeoutMs = this.options.forwardTimeoutMs ?? 15_000;
@@ -186,8 +182,8 @@ export class PgCoordinator implements Coordinator {
       `WITH c AS (UPDATE ${this.schema}.commands SET result = coalesce(result, $2::json),
                          done_at = now()
                    WHERE id = $1 AND done_at IS NULL RETURNING id)
-       SELECT pg_notify('baton_command_done', id::text) FROM c`,
-      [id, JSON.stringify(result)],
+       SELECT pg_notify($3, id::text) FROM c`,
+      [id, JSON.stringify(result), this.channels.commandDone],
     );
   }
 
@@ -206,7 +202,7 @@ export class PgCoordinator implements Coordinator {
       for (let i = 0; i < ids.length; i += 100) {
         const batch = ids.slice(i, i + 100).join(' ');
         await this.send(client, () =>
-          client.query('SELECT pg_notify($1, $2)', ['baton_handover', batch]),
+          client.query('SELECT pg_notify($1, $2)', [this.channels.handover, batch]),
         );
       }
     } catch (error) {
@@ -236,7 +232,9 @@ export class PgCoordinator implements Coordinator {
     client.on('error', onGone);
     client.on('end', () => onGone());
     await client.connect();
-    await client.query(CHANNELS.map((channel) => `LISTEN ${channel}`).join('; '));
+    // The names are letters, digits and underscores (see notifyChannels): no quoting needed.
+    const channels = Object.values(this.channels);
+    await client.query(channels.map((channel) => `LISTEN ${channel}`).join('; '));
     // Closed while this connection was being opened: nothing may use it now.
     if (this.closed) {
       await client.end().catch(() => undefined);
@@ -309,12 +307,13 @@ export class PgCoordinator implements Coordinator {
     const payload = message.payload ?? '';
     const events = this.events;
     if (!events) return;
+    const channels = this.channels;
     switch (message.channel) {
-      case 'baton_commands':
+      case channels.commands:
         if (this.owned.has(payload)) events.commands(payload);
         else void this.claimAndTell(payload).catch(() => undefined);
         return;
-      case 'baton_command_done': {
+      case channels.commandDone: {
         const id = Number(payload);
         const resolve = this.waiting.get(id);
         if (!resolve) return;
@@ -330,19 +329,19 @@ export class PgCoordinator implements Coordinator {
         );
         return;
       }
-      case 'baton_events': {
+      case channels.events: {
         const space = payload.indexOf(' ');
         events.stored(payload.slice(space + 1), Number(payload.slice(0, space)));
         return;
       }
-      case 'baton_ephemeral': {
+      case channels.ephemeral: {
         const parsed = safeParse(payload);
         if (parsed && parsed.host !== this.hostId && typeof parsed.owner === 'string') {
           events.ephemeral(parsed.owner, parsed.frame);
         }
         return;
       }
-      case 'baton_handover':
+      case channels.handover:
         for (const id of payload.split(' ')) void this.claimAndTell(id).catch(() => undefined);
         return;
     }

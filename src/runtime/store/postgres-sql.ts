@@ -35,8 +35,12 @@ const JOB_COLUMNS = `id, session_id, owner, command, cwd, timeout_s, external, n
 
 const EVENT_COLUMNS = 'owner, seq, at, type, session_id, job_id, turn_id, data';
 
-/** Every statement of the store, qualified with the quoted schema `s`. */
-export function statements(s: string) {
+/**
+ * Every statement of the store, qualified with the quoted schema `s`;
+ * `commandDone` is the schema's channel for finished commands (see
+ * notify-channels.ts: letters, digits and underscores only).
+ */
+export function statements(s: string, commandDone: string) {
   return {
     insertSession: `INSERT INTO ${s}.sessions (id, owner, title, system_prompt, created_at)
       VALUES ($1, $2, $3, $4, $5)`,
@@ -84,7 +88,7 @@ export function statements(s: string) {
           done_at = CASE WHEN $3::boolean THEN now() END
         WHERE id = $1 AND done_at IS NULL
         RETURNING id)
-      SELECT pg_notify('baton_command_done', id::text) FROM c WHERE $2::json IS NOT NULL`,
+      SELECT pg_notify('${commandDone}', id::text) FROM c WHERE $2::json IS NOT NULL`,
     listJobs: (filter: JobFilter): QueryConfig => {
       // Only the filters given become conditions, so each query gets the plan
       // of its own index rather than one generic plan for every combination.

@@ -1,6 +1,7 @@
 import pg from 'pg';
 import type { Pool, PoolClient, QueryConfig, QueryResult, QueryResultRow } from 'pg';
 import { migratePostgres, quoteSchema } from './postgres-migrations.js';
+import { notifyChannels } from './notify-channels.js';
 import {
   ignoreConnectionError,
   statements,
@@ -79,7 +80,7 @@ export class PostgresStore implements Store {
   constructor(options: PostgresStoreOptions) {
     this.schema = options.schema ?? 'baton';
     this.quotedSchema = quoteSchema(this.schema);
-    this.sql = statements(this.quotedSchema);
+    this.sql = statements(this.quotedSchema, notifyChannels(this.schema).commandDone);
     // The pool connects lazily: nothing touches the network before init().
     this.pool = new pg.Pool({
       connectionString: options.connectionString,
