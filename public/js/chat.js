@@ -182,6 +182,21 @@ export class ChatView {
         h('time', { datetime: message.createdAt, text: clock(message.createdAt) }),
       );
     }
+    if (message.role === 'system' && meta.kind === 'turnFailed') {
+      return h(
+        'div',
+        {
+          ...base,
+          'data-kind': 'notice',
+          class: 'notice',
+          role: 'note',
+          'aria-label': 'Message not answered',
+        },
+        h('strong', { text: 'Not answered' }),
+        h('p', {}, richText(message.content)),
+        h('time', { datetime: message.createdAt, text: clock(message.createdAt) }),
+      );
+    }
     const continuation = message.role === 'assistant' && jobs.length > 0;
     const kind = message.role === 'user' ? 'user' : continuation ? 'continuation' : message.role;
     const label =

@@ -38,8 +38,10 @@ export function conversation(session: SessionRow, messages: MessageRow[]): Agent
   const out: AgentMessage[] = [];
   if (session.systemPrompt) out.push({ role: 'system', content: session.systemPrompt });
   for (const message of messages) {
-    // A message that waits for its own turn is not in the history yet.
-    if (!message.queued) out.push({ role: message.role, content: message.content });
+    // A message that waits for its own turn is not in the history yet; a
+    // turn's failure notice is for the person, not the model.
+    if (message.queued || message.metadata['kind'] === 'turnFailed') continue;
+    out.push({ role: message.role, content: message.content });
   }
   return out;
 }

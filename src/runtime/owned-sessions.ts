@@ -24,6 +24,8 @@ export interface OwnedSessionsDeps {
   run(command: Command, from: StoredCommand): Promise<unknown>;
   /** Aborts the live turns of a session this process no longer owns. */
   abortTurns(sessionId: string): void;
+  /** Runs again the session's live turns that have neither answer nor notice. */
+  resumeTurns(sessionId: string): Promise<void>;
 }
 
 export class OwnedSessions {
@@ -50,11 +52,17 @@ export class OwnedSessions {
     this.loaded.set(sessionId, Promise.resolve());
   }
 
-  /** Rebuilds a session this process just came to own: its unfinished jobs, then its commands. */
+  /**
+   * Rebuilds a session this process just came to own: its unfinished jobs,
+   * then its commands (a forwarded message's turn runs again with its
+   * command), then the other live turns left open.
+   */
   load(sessionId: string): Promise<void> {
     let loading = this.loaded.get(sessionId);
     if (!loading) {
-      loading = this.loadJobs(sessionId).then(() => this.runCommands(sessionId));
+      loading = this.loadJobs(sessionId)
+        .then(() => this.runCommands(sessionId))
+        .then(() => this.deps.resumeTurns(sessionId));
       this.loaded.set(sessionId, loading);
       // A rebuild that failed (the store was down) is tried again by the next call.
       loading.catch(() => {

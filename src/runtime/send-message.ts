@@ -70,6 +70,8 @@ export async function sendMessageHere(
     const type = message.queued ? 'message.queued' : 'message.created';
     return {
       messages: [message],
+      // Open until the turn's answer or notice: a restart runs it again.
+      openTurns: [{ turnId, sessionId, owner, messageId: message.id }],
       events: [deps.writer.event(owner, type, { message: answer.message }, sessionId, { turnId })],
       ...(from
         ? { commands: [{ id: from.id, result: { ok: true, value: answer }, done: false }] }

@@ -16,7 +16,7 @@ import { agentTools } from './agent-tools.js';
 import { JobProcesses } from './job-processes.js';
 import { OwnedSessions } from './owned-sessions.js';
 import { JobRegistry } from './job-registry.js';
-import type { LiveTurnDeps } from './live-turn.js';
+import { startLiveTurn, type LiveTurnDeps, type TurnAbort } from './live-turn.js';
 import { sendMessageHere } from './send-message.js';
 import type { BatonOptions, CompleteJobBody, StartJobBody } from './options.js';
 import { resolvePolicy, silentLogger, type BatonPolicy, type Logger } from './policy.js';
@@ -59,7 +59,7 @@ export class Baton {
   private readonly writer: SessionWriter;
   private readonly turns = new Map<
     string,
-    { sessionId: string; done: Promise<void>; abort: () => void }
+    { sessionId: string; done: Promise<void>; abort: (reason: TurnAbort) => void }
   >();
   private readonly owned: OwnedSessions;
   private readonly processes: JobProcesses;
@@ -172,6 +172,14 @@ export class Baton {
     this.liveDeps = {
       ...common,
       locks: this.locks,
+      random: options.random ?? Math.random,
+      retry: {
+        maxAttempts: this.policy.maxAttempts,
+        baseMs: this.policy.retryBaseMs,
+        maxMs: this.policy.retryMaxMs,
+        leaseMs: this.policy.leaseMs,
+      },
+      started: new Set(),
       track: (turnId, sessionId, run) => {
         this.turns.set(turnId, { ...run, sessionId });
         void run.done.finally(() => this.turns.delete(turnId));
@@ -186,8 +194,12 @@ export class Baton {
       locks: this.locks,
       logger: this.logger,
       run: (command, from) => this.here(command, from),
+      resumeTurns: (sessionId) => this.resumeTurns(sessionId),
       abortTurns: (sessionId) => {
-        for (const turn of this.turns.values()) if (turn.sessionId === sessionId) turn.abort();
+        // Another process runs them now, from what they stored.
+        for (const turn of this.turns.values()) {
+          if (turn.sessionId === sessionId) turn.abort('handover');
+        }
       },
     });
     this.outputTail = new JobOutputTail({
@@ -391,6 +403,8 @@ export class Baton {
       this.retention.start();
       return { recovered: this.owned.size };
     }
+    // Live turns first: a person waits for them, and they go before follow-ups.
+    await this.resumeTurns();
     const rows = await this.store.listJobs({ unfinished: true });
     for (const row of rows) {
       await this.jobs.recover(row).catch((error: unknown) => {
@@ -532,8 +546,36 @@ export class Baton {
     while (busy() && this.clock.now() < deadline) {
       await new Promise((r) => setTimeout(r, 20));
     }
-    for (const turn of this.turns.values()) turn.abort();
+    // Left open in the store: the next start runs them again from their journal.
+    for (const turn of this.turns.values()) turn.abort('handover');
     await Promise.allSettled([...this.turns.values()].map((t) => t.done));
+  }
+
+  /**
+   * Runs again the live turns (of a session, or all) that a crash, a
+   * shutdown or a lost session left with neither answer nor notice: each goes
+   * on from its journal and ends answered or noticed. Those of a deleted
+   * session are closed.
+   */
+  private async resumeTurns(sessionId?: string): Promise<void> {
+    for (const open of await this.store.listOpenTurns(sessionId)) {
+      if (this.coordinator.shared && this.coordinator.epoch(open.sessionId) === undefined) continue;
+      const session = await this.store.getSession(open.sessionId);
+      if (!session) {
+        await this.writer
+          .commit(open.sessionId, () => ({ closedTurns: [open.turnId] }))
+          .catch((error: unknown) => this.logger.warn({ err: error }, 'could not close a turn'));
+        continue;
+      }
+      this.writer.knowOwner(session.id, session.owner);
+      startLiveTurn(
+        this.liveDeps,
+        session,
+        open.turnId,
+        { id: open.messageId, row: null },
+        Promise.resolve(),
+      );
+    }
   }
 
   private assertOpen(): void {

@@ -181,6 +181,41 @@ export function storeContract(name: string, make: () => Promise<Store>): void {
       });
     });
 
+    describe('open turns', () => {
+      it('lists the live turns still to answer, the one in the history first, until they close', async () => {
+        const { owner, sessionId, id } = await withSession();
+        const other = await withSession();
+        const turn = (n: number, messageId: string, session = sessionId, who = owner) => ({
+          turnId: id('t', n),
+          sessionId: session,
+          owner: who,
+          messageId,
+        });
+        const waiting = messageRow(owner, sessionId, id('m', 1), { queued: true });
+        const later = messageRow(owner, sessionId, id('m', 2), { queued: true });
+        const elsewhere = messageRow(other.owner, other.sessionId, id('m', 3));
+        await store.commit({ messages: [waiting], openTurns: [turn(1, waiting.id)] });
+        await store.commit({ messages: [later], openTurns: [turn(2, later.id)] });
+        await store.commit({
+          messages: [elsewhere],
+          openTurns: [turn(3, elsewhere.id, other.sessionId, other.owner)],
+        });
+        // The second entered the history (its turn took the lock first).
+        await store.commit({ enteredMessages: [later.id] });
+
+        expect(await store.listOpenTurns(sessionId)).toEqual([
+          turn(2, later.id),
+          turn(1, waiting.id),
+        ]);
+        expect((await store.listOpenTurns()).map((t) => t.turnId)).toEqual(
+          expect.arrayContaining([id('t', 1), id('t', 2), id('t', 3)]),
+        );
+        await store.commit({ closedTurns: [id('t', 2), id('t', 3)] });
+        expect(await store.listOpenTurns(sessionId)).toEqual([turn(1, waiting.id)]);
+        expect(await store.listOpenTurns(other.sessionId)).toEqual([]);
+      });
+    });
+
     describe('turn journal', () => {
       it('reads back the steps of a turn in step order, and refuses a step written twice', async () => {
         const { sessionId, id } = await withSession();

@@ -145,6 +145,19 @@ export const POSTGRES_MIGRATIONS: readonly PostgresMigration[] = [
         PRIMARY KEY (turn_key, step)
       )`,
   },
+  {
+    version: 7,
+    // A user message's turn until it has an answer or a notice: the owner
+    // that takes the session runs again what it finds here.
+    name: 'open turns',
+    sql: (s) => `CREATE TABLE ${s}.open_turns (
+        turn_id text COLLATE "C" PRIMARY KEY,
+        session_id text COLLATE "C" NOT NULL,
+        owner text NOT NULL,
+        message_id text COLLATE "C" NOT NULL
+      );
+      CREATE INDEX open_turns_by_session ON ${s}.open_turns (session_id)`,
+  },
 ];
 
 /**

@@ -10,8 +10,14 @@ import type { JobFilter, JobWrite } from './store.js';
 import type { EventRecord } from './rows.js';
 
 // Rows and their mapping are shared with the SQLite store.
-export { toEvent, toJob, toMessage, toSession } from './rows.js';
-export type { EventRecord, JobRecord, MessageRecord, SessionRecord } from './rows.js';
+export { toEvent, toJob, toMessage, toOpenTurn, toSession } from './rows.js';
+export type {
+  EventRecord,
+  JobRecord,
+  MessageRecord,
+  OpenTurnRecord,
+  SessionRecord,
+} from './rows.js';
 
 const INT8_OID = 20;
 const JSON_OID = 114;
@@ -59,6 +65,12 @@ export function statements(s: string, commandDone: string) {
     insertJournal: `INSERT INTO ${s}.turn_journal (turn_key, step, session_id, entry)
       VALUES ($1, $2, $3, $4)`,
     readJournal: `SELECT entry FROM ${s}.turn_journal WHERE turn_key = $1 ORDER BY step`,
+    openTurn: `INSERT INTO ${s}.open_turns (turn_id, session_id, owner, message_id)
+      VALUES ($1, $2, $3, $4)`,
+    closeTurn: `DELETE FROM ${s}.open_turns WHERE turn_id = $1`,
+    listOpenTurns: `SELECT t.turn_id, t.session_id, t.owner, t.message_id FROM ${s}.open_turns t
+      JOIN ${s}.messages m ON m.id = t.message_id
+      WHERE $1::text IS NULL OR t.session_id = $1 ORDER BY m.queued, m.ordinal`,
     // DO NOTHING rather than an error: the transaction stays usable, and a
     // concurrent insert of the same job id waits for the other commit first,
     // so "no row" means "already answered" in every interleaving.

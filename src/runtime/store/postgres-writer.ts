@@ -222,6 +222,12 @@ export class GroupCommitWriter {
     for (const id of batch.enteredMessages ?? []) {
       await this.run(client, 'enterMessage', [id]);
     }
+    for (const turn of batch.openTurns ?? []) {
+      await this.run(client, 'openTurn', [turn.turnId, turn.sessionId, turn.owner, turn.messageId]);
+    }
+    for (const turnId of batch.closedTurns ?? []) {
+      await this.run(client, 'closeTurn', [turnId]);
+    }
     for (const step of batch.journal ?? []) {
       await this.run(client, 'insertJournal', [
         step.turnKey,

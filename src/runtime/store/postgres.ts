@@ -9,6 +9,7 @@ import {
   toEvent,
   toJob,
   toMessage,
+  toOpenTurn,
   toSession,
   toStoreError,
 } from './postgres-sql.js';
@@ -16,6 +17,7 @@ import type {
   EventRecord,
   JobRecord,
   MessageRecord,
+  OpenTurnRecord,
   Named,
   SessionRecord,
   Statements,
@@ -29,6 +31,7 @@ import type {
   JobFilter,
   JobRow,
   MessageRow,
+  OpenTurn,
   SessionRow,
   Store,
   StoredEvent,
@@ -138,6 +141,11 @@ export class PostgresStore implements Store {
 
   async listMessages(sessionId: string): Promise<MessageRow[]> {
     return (await this.read<MessageRecord>('listMessages', [sessionId])).map(toMessage);
+  }
+
+  async listOpenTurns(sessionId?: string): Promise<OpenTurn[]> {
+    const rows = await this.read<OpenTurnRecord>('listOpenTurns', [sessionId ?? null]);
+    return rows.map(toOpenTurn);
   }
 
   async readJournal(turnKey: string): Promise<unknown[]> {

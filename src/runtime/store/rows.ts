@@ -8,6 +8,7 @@ import type {
   JobRow,
   MessageRole,
   MessageRow,
+  OpenTurn,
   SessionRow,
   StoredEvent,
 } from './store.js';
@@ -138,4 +139,16 @@ export function toEvent(r: EventRecord): StoredEvent {
     turnId: r.turn_id,
     data: JSON.parse(r.data) as Record<string, unknown>,
   };
+}
+
+/** A row of `open_turns`. */
+export interface OpenTurnRecord {
+  turn_id: string;
+  session_id: string;
+  owner: string;
+  message_id: string;
+}
+
+export function toOpenTurn(r: OpenTurnRecord): OpenTurn {
+  return { turnId: r.turn_id, sessionId: r.session_id, owner: r.owner, messageId: r.message_id };
 }

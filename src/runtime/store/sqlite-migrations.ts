@@ -164,6 +164,23 @@ export const SQLITE_MIGRATIONS: readonly SqliteMigration[] = [
       `);
     },
   },
+  {
+    version: 7,
+    // A user message's turn until it has an answer or a notice: a restart
+    // runs again what it finds here.
+    name: 'open turns',
+    up(db) {
+      db.exec(`
+        CREATE TABLE open_turns (
+          turn_id TEXT PRIMARY KEY,
+          session_id TEXT NOT NULL,
+          owner TEXT NOT NULL,
+          message_id TEXT NOT NULL
+        ) STRICT, WITHOUT ROWID;
+        CREATE INDEX open_turns_by_session ON open_turns (session_id);
+      `);
+    },
+  },
 ];
 
 /**

@@ -6,10 +6,10 @@ import Database from 'better-sqlite3';
 import { FINAL_JOB_STATES, StoreWriteError } from './store.js';
 import type { JobRow, JobWrite, MessageRow } from './store.js';
 import * as rows from './rows.js';
-import type { EventRecord, SessionRecord } from './rows.js';
+import type { EventRecord, OpenTurnRecord, SessionRecord } from './rows.js';
 
-export { toEvent, toSession } from './rows.js';
-export type { EventRecord, SessionRecord } from './rows.js';
+export { toEvent, toOpenTurn, toSession } from './rows.js';
+export type { EventRecord, OpenTurnRecord, SessionRecord } from './rows.js';
 
 /** A job row as SQLite holds it: booleans are integers. */
 export type JobRecord = Omit<rows.JobRecord, 'external'> & { external: number };
@@ -118,6 +118,15 @@ export function prepareStatements(db: Database.Database) {
     ),
     readJournal: db.prepare<[string], { entry: string }>(
       `SELECT entry FROM turn_journal WHERE turn_key = ? ORDER BY step`,
+    ),
+    openTurn: db.prepare<[string, string, string, string]>(
+      `INSERT INTO open_turns (turn_id, session_id, owner, message_id) VALUES (?, ?, ?, ?)`,
+    ),
+    closeTurn: db.prepare<[string]>(`DELETE FROM open_turns WHERE turn_id = ?`),
+    listOpenTurns: db.prepare<[string | null, string | null], OpenTurnRecord>(
+      `SELECT t.turn_id, t.session_id, t.owner, t.message_id FROM open_turns t
+       JOIN messages m ON m.id = t.message_id
+       WHERE ? IS NULL OR t.session_id = ? ORDER BY m.queued, m.ordinal`,
     ),
     insertFollowUp: db.prepare<[string, string, number]>(
       `INSERT INTO follow_ups (job_id, message_id, position) VALUES (?, ?, ?)`,

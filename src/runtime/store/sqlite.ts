@@ -9,6 +9,7 @@ import {
   toEvent,
   toJob,
   toMessage,
+  toOpenTurn,
   toSession,
   toStoreError,
   UNAVAILABLE_CODE,
@@ -30,6 +31,7 @@ import type {
   JobRow,
   JobWrite,
   MessageRow,
+  OpenTurn,
   NewEvent,
   SessionRow,
   Store,
@@ -222,6 +224,11 @@ export class SqliteStore implements Store {
     return this.use((s) => s.listMessages.all(sessionId)).map(toMessage);
   }
 
+  async listOpenTurns(sessionId?: string): Promise<OpenTurn[]> {
+    const key = sessionId ?? null;
+    return this.use((s) => s.listOpenTurns.all(key, key)).map(toOpenTurn);
+  }
+
   async readJournal(turnKey: string): Promise<unknown[]> {
     return this.use((s) => s.readJournal.all(turnKey)).map((r) => JSON.parse(r.entry) as unknown);
   }
@@ -347,6 +354,10 @@ export class SqliteStore implements Store {
     }
 
     for (const id of batch.enteredMessages ?? []) s.enterMessage.run(id);
+    for (const turn of batch.openTurns ?? []) {
+      s.openTurn.run(turn.turnId, turn.sessionId, turn.owner, turn.messageId);
+    }
+    for (const turnId of batch.closedTurns ?? []) s.closeTurn.run(turnId);
     for (const step of batch.journal ?? []) {
       s.insertJournal.run(step.turnKey, step.step, step.sessionId, JSON.stringify(step.entry));
     }

@@ -156,6 +156,14 @@ export interface JournalWrite {
   entry: unknown;
 }
 
+/** A user message's live turn that has neither an answer nor a notice yet. */
+export interface OpenTurn {
+  turnId: string;
+  sessionId: string;
+  owner: string;
+  messageId: string;
+}
+
 export interface Batch {
   fence?: Fence;
   sessions?: SessionRow[];
@@ -171,6 +179,10 @@ export interface Batch {
   events?: NewEvent[];
   commands?: CommandWrite[];
   journal?: JournalWrite[];
+  /** Live turns that start waiting for an answer (with their user message). */
+  openTurns?: OpenTurn[];
+  /** Live turns that got their answer or notice. */
+  closedTurns?: string[];
 }
 
 export interface CommitResult {
@@ -202,6 +214,11 @@ export interface Store {
   listMessages(sessionId: string): Promise<MessageRow[]>;
   /** The stored steps of a turn, in step order (see {@link JournalWrite}). */
   readJournal(turnKey: string): Promise<unknown[]>;
+  /**
+   * Live turns still to answer, of one session or all: the one whose message
+   * is in the history first, then the queued ones in the order they came.
+   */
+  listOpenTurns(sessionId?: string): Promise<OpenTurn[]>;
   getJob(id: string): Promise<JobRow | null>;
   listJobs(filter: JobFilter): Promise<JobRow[]>;
   /** Events of one owner with `seq > since`, in order, at most `limit`. */

@@ -21,6 +21,7 @@ export function expectCleanCrash(s: CrashSummary, planned: { jobs: number; kills
       ackMissing: s.ackMissing,
       eventGaps: s.eventGaps,
       lostProcesses: s.lostProcesses,
+      turnsCut: s.turnsCut,
     },
     context,
   ).toEqual({
@@ -32,6 +33,8 @@ export function expectCleanCrash(s: CrashSummary, planned: { jobs: number; kills
     ackMissing: 0,
     eventGaps: 0,
     lostProcesses: 0,
+    // Every user message has its answer or a notice, kills or not.
+    turnsCut: 0,
   });
   // Every job is final and answered once: followed up or failed with its notice.
   expect(s.followedUp + s.failed, context).toBeLessThanOrEqual(s.jobs);

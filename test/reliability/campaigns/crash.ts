@@ -200,7 +200,11 @@ async function unfinishedIn(dir: string): Promise<boolean> {
   }
 }
 
-/** Sends whatever work is left, then waits until every job is final. */
+/**
+ * Sends whatever work is left, then waits until every job is final and every
+ * session idle (a live turn run again after the last kill holds its lock
+ * until it is answered).
+ */
 async function finish(driver: CrashDriver, url: string): Promise<void> {
   const deadline = Date.now() + 60_000;
   while (driver.remaining() > 0) {
@@ -216,7 +220,7 @@ async function finish(driver: CrashDriver, url: string): Promise<void> {
   for (;;) {
     const { body } = await callApi(url, TOKEN, 'GET', '/v1/jobs');
     const open = list(body, 'jobs').filter((j) => !FINAL.has(str(j, 'state')));
-    if (open.length === 0) return;
+    if (open.length === 0 && (await allIdle(url))) return;
     if (Date.now() > deadline) {
       const sample = open
         .slice(0, 3)
@@ -225,6 +229,14 @@ async function finish(driver: CrashDriver, url: string): Promise<void> {
     }
     await sleep(250);
   }
+}
+
+async function allIdle(url: string): Promise<boolean> {
+  const { body } = await callApi(url, TOKEN, 'GET', '/v1/sessions');
+  return list(body, 'sessions').every((s) => {
+    const lock = get(s, 'lock') as { lock?: string; queue?: unknown[] } | undefined;
+    return lock?.lock === 'idle' && (lock.queue?.length ?? 0) === 0;
+  });
 }
 
 /** Follow-up replies streamed to the end whose jobs the agent was asked about again later. */

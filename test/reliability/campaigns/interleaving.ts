@@ -116,7 +116,11 @@ export function checkInterleaving(
         (a, k) => k > i && a.role === 'assistant' && a.meta['turnId'] === turnId,
       );
       if (answer === -1) {
-        out.turnsCut++;
+        // A notice answers a message too: the turn ended, it was not cut.
+        const noticed = list.some(
+          (a, k) => k > i && a.meta['kind'] === 'turnFailed' && a.meta['turnId'] === turnId,
+        );
+        if (!noticed) out.turnsCut++;
         return;
       }
       const userSeq = v.messageSeq.get(user.id) ?? Infinity;
