@@ -103,7 +103,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       done(null, undefined);
       return;
     }
-    parseJson(request, text, done);
+    // The default parser answers through `done`; what it returns carries nothing more.
+    void parseJson(request, text, done);
   });
 
   let closing = false;

@@ -69,7 +69,7 @@ const completeExternal = async () => {
 };
 await completeExternal();
 
-const timer = setInterval(async () => {
+const reportFinal = async () => {
   const jobs = await store.listJobs({ owner });
   if (
     jobs.length >= targetSessions * perSession &&
@@ -78,7 +78,9 @@ const timer = setInterval(async () => {
     clearInterval(timer);
     process.stdout.write('final\n');
   }
-}, 50);
+};
+// A read that fails while the store closes (SIGTERM) is tried again on the next tick.
+const timer = setInterval(() => void reportFinal().catch(() => {}), 50);
 
 process.on('SIGTERM', () => {
   clearInterval(timer);
