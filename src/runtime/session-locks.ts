@@ -38,7 +38,7 @@ export interface SessionLocksOptions {
   persist: (sessionId: string, view: LockView) => Promise<void>;
   inspect?: ((event: InspectionEvent) => void) | undefined;
   /** Called with every grant and release, for tests and metrics. */
-  onRecord?: (sessionId: string, record: LockRecord) => void;
+  onRecord?: ((sessionId: string, record: LockRecord) => void) | undefined;
   onError?: (error: unknown) => void;
 }
 

@@ -20,14 +20,14 @@ export interface FeedConnectionOptions {
   feed: Feed;
   store: Store;
   /** Events read from the store per query while replaying. @defaultValue 500 */
-  pageSize?: number;
+  pageSize?: number | undefined;
   /** A client whose unsent bytes pass this is closed with 4008. @defaultValue 4 MiB */
-  maxBufferedBytes?: number;
+  maxBufferedBytes?: number | undefined;
   /** How long a replay waits for the client to read what it was sent. @defaultValue 30000 */
-  drainTimeoutMs?: number;
+  drainTimeoutMs?: number | undefined;
   /** Called once when the client is closed for not keeping up. */
   onSlowConsumer?: () => void;
-  logger?: ErrorLogger;
+  logger?: ErrorLogger | undefined;
 }
 
 /** Client frames (SPEC §6). Strict: a typo in a filter must not silently mean "everything". */

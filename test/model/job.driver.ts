@@ -97,7 +97,10 @@ export function startJob(
       ),
     },
   });
-  const actor = createActor(machine, { input, inspect: options.inspect });
+  const actor = createActor(machine, {
+    input,
+    ...(options.inspect ? { inspect: options.inspect } : {}),
+  });
   actor.start();
 
   const pendingCall = (): FollowUpCall => {

@@ -64,7 +64,7 @@ export function startSession(
   const actor = createActor(machine, {
     input: { sessionId: 's_1', leaseMs },
     clock,
-    inspect: options.inspect,
+    ...(options.inspect ? { inspect: options.inspect } : {}),
   });
   actor.start();
   return {

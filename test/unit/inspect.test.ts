@@ -79,7 +79,10 @@ describe('createInspection', () => {
     const fake = await startFakeInspector();
     cleanup.push(() => fake.close());
     const inspection = open(fake);
-    const actor = createActor(createJobMachine(), { input, inspect: inspection.inspect });
+    const actor = createActor(createJobMachine(), {
+      input,
+      ...(inspection.inspect ? { inspect: inspection.inspect } : {}),
+    });
     actor.start();
     actor.send({ type: 'FINISHED', outcome: 'succeeded', exitCode: 0, at: 1 });
     cleanup.push(() => actor.stop());
@@ -120,7 +123,10 @@ describe('createInspection', () => {
 
     for (const socket of fake.sockets) socket.terminate();
     await until(() => fake.connections === 2, 'a second connection');
-    const actor = createActor(createJobMachine(), { input, inspect: inspection.inspect });
+    const actor = createActor(createJobMachine(), {
+      input,
+      ...(inspection.inspect ? { inspect: inspection.inspect } : {}),
+    });
     actor.start();
     cleanup.push(() => actor.stop());
     await until(() => fake.messages.some((m) => m['type'] === '@xstate.actor'), 'the actor');
