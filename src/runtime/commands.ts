@@ -22,6 +22,8 @@ export type Command =
       content: string;
       turnId: string;
       messageId: string;
+      /** `reject`: refused with `session_busy` while the session is busy. */
+      onBusy?: 'enqueue' | 'reject';
     }
   | { kind: 'startJob'; owner: string; sessionId: string; jobId: string; body: StartJobBody }
   | { kind: 'completeJob'; owner: string; sessionId: string; jobId: string; body: CompleteJobBody }

@@ -13,6 +13,8 @@ export const ERROR_CODES = [
   'job_not_failed',
   'job_finished',
   'job_not_external',
+  // A message sent with onBusy "reject" while a turn or follow-up holds the session.
+  'session_busy',
   // Another writer changed what the call was changing: read it again.
   'conflict',
   'shutting_down',

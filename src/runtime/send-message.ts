@@ -6,6 +6,7 @@
  * turn, not the message.
  */
 import { iso } from './clock.js';
+import { BatonError } from './errors.js';
 import type { Command, StoredCommand } from './commands.js';
 import { startLiveTurn, type LiveTurn, type LiveTurnDeps } from './live-turn.js';
 import type { OwnedSessions } from './owned-sessions.js';
@@ -48,6 +49,14 @@ export async function sendMessageHere(
       from.id,
     );
     return from.result.value;
+  }
+  if (command.onBusy === 'reject') {
+    // Decided here, on the session's owner, where the lock lives; nothing is stored.
+    const lock = deps.live.locks.view(sessionId);
+    if (lock.lock === 'busy' || lock.queue.length > 0) {
+      const holder = lock.holder ? ` (${lock.holder.kind} ${lock.holder.id})` : '';
+      throw new BatonError('session_busy', `session ${sessionId} is busy${holder}`);
+    }
   }
   const message: MessageRow = {
     id: command.messageId,

@@ -284,6 +284,7 @@ export class Baton {
     owner: string,
     sessionId: string,
     content: string,
+    options: { onBusy?: 'enqueue' | 'reject' | undefined } = {},
   ): Promise<{ turnId: string; message: MessageView }> {
     this.assertOpen();
     return this.onOwner({
@@ -293,6 +294,7 @@ export class Baton {
       content,
       turnId: this.ids.turn(),
       messageId: this.ids.message(),
+      ...(options.onBusy ? { onBusy: options.onBusy } : {}),
     });
   }
 

@@ -53,6 +53,7 @@ export const ERROR_TABLE: Readonly<Record<ApiErrorCode, ErrorMapping>> = {
   job_not_failed: { status: 409, wsClose: 4409 },
   job_finished: { status: 409, wsClose: 4409 },
   job_not_external: { status: 409, wsClose: 4409 },
+  session_busy: { status: 409, wsClose: 4409 },
   conflict: { status: 409, wsClose: 4409 },
   shutting_down: { status: 503, wsClose: 1001 },
   store_unavailable: { status: 503, wsClose: 1011 },

@@ -232,7 +232,7 @@ export function openApiDocument(version: string): Json {
               required: ['turnId', 'message'],
               properties: { turnId: { type: 'string' }, message: ref('Message') },
             }),
-            ...errors(400, 401, 404, 413, 415),
+            ...errors(400, 401, 404, 409, 413, 415),
           },
         }),
       },

@@ -41,6 +41,10 @@ export const sendMessageBody = z.strictObject({
     .string({ error: 'content must be a string' })
     .max(MAX_MESSAGE_CHARS, { error: `content must be at most ${MAX_MESSAGE_CHARS} characters` })
     .refine(notBlank, { error: 'content must not be empty' }),
+  // What to do when the session is busy (SPEC §3a): wait queued, or refuse.
+  onBusy: z
+    .enum(['enqueue', 'reject'], { error: 'onBusy must be "enqueue" or "reject"' })
+    .optional(),
 });
 
 /** A job's deadline in seconds, for commands and external jobs alike. */

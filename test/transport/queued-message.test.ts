@@ -100,6 +100,14 @@ describe('a message sent while the session is busy', () => {
     // Shown as queued, after the history, while the follow-up runs.
     const waiting = await api.messages(session.id);
     expect(waiting.map((m) => [m.role, m.queued ?? false])).toEqual([['user', true]]);
+    // A message that asks not to wait is refused while the session is busy, and not stored.
+    const refused = await api.call('POST', `/v1/sessions/${session.id}/messages`, {
+      content: 'not now',
+      onBusy: 'reject',
+    });
+    expect(refused.status).toBe(409);
+    expect(refused.body.error.code).toBe('session_busy');
+    expect(await api.messages(session.id)).toEqual(waiting);
 
     release();
     const stored = await waitFor(
@@ -125,6 +133,7 @@ describe('a message sent while the session is busy', () => {
 
     // The feed said so in the same order: queued, the continuation, then in the history.
     const feed = await api.frames((f) => f.some((x) => x.type === 'turn.finished'));
+    expect(JSON.stringify(feed)).not.toContain('not now');
     const of = (type: string, content: string) =>
       feed.find((f) => f.type === type && f.data.message?.content === content)?.seq ?? -1;
     const queuedAt = of('message.queued', 'what happened?');
@@ -137,12 +146,21 @@ describe('a message sent while the session is busy', () => {
     expect(started?.seq).toBe(enteredAt + 1);
   }, 60_000);
 
-  it('goes straight into the history when the session is idle', async () => {
+  it('goes straight into the history when the session is idle, even one that refuses to wait', async () => {
     const api = await start(() => 'hello back');
     const session = (await api.call('POST', '/v1/sessions', {})).body;
-    const sent = await api.call('POST', `/v1/sessions/${session.id}/messages`, { content: 'hi' });
+    const sent = await api.call('POST', `/v1/sessions/${session.id}/messages`, {
+      content: 'hi',
+      onBusy: 'reject',
+    });
     expect(sent.status).toBe(202);
     expect(sent.body.message.queued).toBeUndefined();
+    const unknown = await api.call('POST', `/v1/sessions/${session.id}/messages`, {
+      content: 'hi',
+      onBusy: 'whenever',
+    });
+    expect(unknown.status).toBe(400);
+    expect(unknown.body.error.message).toContain('onBusy must be "enqueue" or "reject"');
     const feed = await api.frames((f) => f.some((x) => x.type === 'turn.finished'));
     expect(feed.filter((f) => f.type === 'message.queued')).toEqual([]);
     expect(

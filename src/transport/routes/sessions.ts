@@ -39,8 +39,8 @@ export function sessionRoutes(app: FastifyInstance, baton: Baton): void {
   });
 
   app.post<IdParams>('/v1/sessions/:id/messages', async (request, reply) => {
-    const { content } = parse(sendMessageBody, request.body);
-    const turn = await baton.sendMessage(request.owner, request.params.id, content);
+    const { content, onBusy } = parse(sendMessageBody, request.body);
+    const turn = await baton.sendMessage(request.owner, request.params.id, content, { onBusy });
     return reply.code(202).send(turn);
   });
 }
