@@ -32,8 +32,8 @@ export interface LiveTurnDeps {
   retry: { maxAttempts: number; baseMs: number; maxMs: number; leaseMs: number };
   commit(sessionId: string, build: () => Batch | null): Promise<unknown>;
   tools(owner: string, sessionId: string, turnKey: string): AgentTools;
-  /** Turns queued or running in this process, so that one is never started twice. */
-  started: Set<string>;
+  /** Turns queued or running in this process (turn id → session id), never started twice. */
+  started: Map<string, string>;
   /** Registers the turn's run so that shutdown can wait for it or hand it over. */
   track(
     turnId: string,
@@ -95,7 +95,7 @@ export function startLiveTurn(
   command?: number,
 ): LiveTurn {
   if (deps.started.has(turnId)) return { holdsLock: () => false };
-  deps.started.add(turnId);
+  deps.started.set(turnId, session.id);
   const controller = new AbortController();
   let holding = false;
   const event = (type: string, data: Record<string, unknown>) => ({

@@ -179,7 +179,7 @@ export class Baton {
         maxMs: this.policy.retryMaxMs,
         leaseMs: this.policy.leaseMs,
       },
-      started: new Set(),
+      started: new Map(),
       track: (turnId, sessionId, run) => {
         this.turns.set(turnId, { ...run, sessionId });
         void run.done.finally(() => this.turns.delete(turnId));
@@ -196,9 +196,13 @@ export class Baton {
       run: (command, from) => this.here(command, from),
       resumeTurns: (sessionId) => this.resumeTurns(sessionId),
       abortTurns: (sessionId) => {
-        // Another process runs them now, from what they stored.
+        // Another process runs them now, from what they stored. Those still
+        // waiting for the lock went with it: if the session comes back, they run again.
         for (const turn of this.turns.values()) {
           if (turn.sessionId === sessionId) turn.abort('handover');
+        }
+        for (const [turnId, of] of this.liveDeps.started) {
+          if (of === sessionId) this.liveDeps.started.delete(turnId);
         }
       },
     });
