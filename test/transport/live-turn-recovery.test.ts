@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startBaton, type BatonProcess } from '../support/baton-process.js';
 import { startFakeOpenAI, type FakeOpenAI } from '../support/fake-openai.js';
+import { httpApi } from '../support/http-api.js';
 import { waitFor } from '../support/wait.js';
 
 interface Message {
@@ -43,19 +44,7 @@ describe('live turns across a restart', () => {
       });
     };
     await start();
-    const call = async (method: string, path: string, body?: unknown) => {
-      const res = await fetch(`${baton!.url}${path}`, {
-        method,
-        headers: {
-          authorization: `Bearer ${baton!.token}`,
-          ...(body === undefined ? {} : { 'content-type': 'application/json' }),
-        },
-        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-      });
-      const text = await res.text();
-      if (!res.ok) throw new Error(`${method} ${path}: ${res.status} ${text}`);
-      return text === '' ? null : JSON.parse(text);
-    };
+    const call = httpApi(() => baton!).ok;
     const sessions: string[] = [];
     for (let i = 0; i < 3; i++) {
       const session = await call('POST', '/v1/sessions', {});

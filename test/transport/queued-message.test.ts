@@ -5,6 +5,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { startBaton, type BatonProcess } from '../support/baton-process.js';
 import { startFakeOpenAI, type FakeOpenAI, type FakeReply } from '../support/fake-openai.js';
+import { httpApi } from '../support/http-api.js';
 import { waitFor } from '../support/wait.js';
 
 interface Message {
@@ -46,18 +47,7 @@ describe('a message sent while the session is busy', () => {
       extraArgs: ['--agent', 'openai', '--agent-url', fake.url, '--agent-model', 'm'],
     });
     const b = baton;
-    const call = async (method: string, path: string, body?: unknown) => {
-      const res = await fetch(`${b.url}${path}`, {
-        method,
-        headers: {
-          authorization: `Bearer ${b.token}`,
-          ...(body === undefined ? {} : { 'content-type': 'application/json' }),
-        },
-        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-      });
-      const text = await res.text();
-      return { status: res.status, body: text === '' ? null : JSON.parse(text) };
-    };
+    const { call } = httpApi(() => b);
     const messages = async (sessionId: string): Promise<Message[]> =>
       (await call('GET', `/v1/sessions/${sessionId}/messages`)).body.messages;
     const frames = async (until: (f: Frame[]) => boolean): Promise<Frame[]> => {

@@ -11,6 +11,7 @@ import {
   type FakeReply,
   type RecordedRequest,
 } from '../support/fake-openai.js';
+import { httpApi } from '../support/http-api.js';
 import { waitFor } from '../support/wait.js';
 
 interface Job {
@@ -61,20 +62,7 @@ describe('a tool call of a retried follow-up', () => {
         ],
       });
     baton = await start();
-    const call = async (method: string, path: string, body?: unknown) => {
-      const b = baton!;
-      const res = await fetch(`${b.url}${path}`, {
-        method,
-        headers: {
-          authorization: `Bearer ${b.token}`,
-          ...(body === undefined ? {} : { 'content-type': 'application/json' }),
-        },
-        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-      });
-      const text = await res.text();
-      if (!res.ok) throw new Error(`${method} ${path}: ${res.status} ${text}`);
-      return text === '' ? null : JSON.parse(text);
-    };
+    const call = httpApi(() => baton!).ok;
     const session = await call('POST', '/v1/sessions', {});
     const job: Job = await call('POST', `/v1/sessions/${session.id}/jobs`, { external: true });
     await call('POST', `/v1/jobs/${job.id}/complete`, { exitCode: 0, output: 'ok' });
