@@ -1,6 +1,8 @@
 /**
- * Campaign 5, full disk: `baton serve` with its data dir on a 4 MiB tmpfs,
- * filled up while it runs. Writes must answer 503 `store_unavailable` (and
+ * Campaign 5, full disk: `baton serve` with its data dir on an 8 MiB tmpfs,
+ * filled up while it runs. (Once freed, the room left must hold the WAL of
+ * what the flow sends then: a message that waits for its turn is written
+ * twice, 200 KiB messages and their echoed answers do not fit in 4 MiB.) Writes must answer 503 `store_unavailable` (and
  * store nothing), the service must keep running and reading, and once space
  * is freed the refused writes go through, every job completes, and the
  * SQLite file passes `PRAGMA integrity_check`.

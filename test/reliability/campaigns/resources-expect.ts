@@ -32,7 +32,7 @@ export async function resourcesCampaign(size: {
   expect(groups.bombPeak).toBeGreaterThan(groups.bombLimit / 2);
   expect(groups.bombPeak).toBeLessThanOrEqual(groups.bombLimit + 2);
 
-  const mount = mountTmpfs('4m');
+  const mount = mountTmpfs('8m');
   let disk: DiskSummary;
   try {
     disk = mount ? await runFullDisk(mount) : await runInjectedFullDisk();
@@ -55,7 +55,7 @@ export async function resourcesCampaign(size: {
     `resources: ${memoryLine(memory)}; ${groupsLine(groups)}; ` +
       diskLine(
         disk,
-        mount ? 'tmpfs of 4 MiB' : 'injected write failure: mounting a tmpfs was refused',
+        mount ? 'tmpfs of 8 MiB' : 'injected write failure: mounting a tmpfs was refused',
       ),
   );
 }
