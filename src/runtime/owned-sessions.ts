@@ -24,8 +24,12 @@ export interface OwnedSessionsDeps {
   run(command: Command, from: StoredCommand): Promise<unknown>;
   /** Aborts the live turns of a session this process no longer owns. */
   abortTurns(sessionId: string): void;
-  /** Runs again the session's live turns that have neither answer nor notice. */
-  resumeTurns(sessionId: string): Promise<void>;
+  /**
+   * Runs again the session's live turns that have neither answer nor
+   * notice; `commandOf` names the forwarded command that sent a turn's
+   * message, if it is still open (the turn's end closes it).
+   */
+  resumeTurns(sessionId: string, commandOf: (turnId: string) => number | undefined): Promise<void>;
 }
 
 export class OwnedSessions {
@@ -53,16 +57,17 @@ export class OwnedSessions {
   }
 
   /**
-   * Rebuilds a session this process just came to own: its unfinished jobs,
-   * then its commands (a forwarded message's turn runs again with its
-   * command), then the other live turns left open.
+   * Rebuilds a session this process just came to own: its open live turns
+   * first (they take the lock before any recovered follow-up, as a message
+   * already in the history must be answered before anything else is
+   * written), then its unfinished jobs, then its commands.
    */
   load(sessionId: string): Promise<void> {
     let loading = this.loaded.get(sessionId);
     if (!loading) {
-      loading = this.loadJobs(sessionId)
-        .then(() => this.runCommands(sessionId))
-        .then(() => this.deps.resumeTurns(sessionId));
+      loading = this.resumeTurns(sessionId)
+        .then(() => this.loadJobs(sessionId))
+        .then(() => this.runCommands(sessionId));
       this.loaded.set(sessionId, loading);
       // A rebuild that failed (the store was down) is tried again by the next call.
       loading.catch(() => {
@@ -70,6 +75,28 @@ export class OwnedSessions {
       });
     }
     return loading;
+  }
+
+  /**
+   * The session's open live turns, each with the forwarded command that sent
+   * its message if that is still pending: held open here, so that the
+   * command is ended by the turn's last write and not run again.
+   */
+  private async resumeTurns(sessionId: string): Promise<void> {
+    if (this.deps.coordinator.epoch(sessionId) === undefined) return;
+    const pending = await this.deps.coordinator.pendingCommands(sessionId);
+    const byTurn = new Map<string, number>();
+    for (const stored of pending) {
+      // One stored without its result (an older build) is answered by runCommands.
+      if (stored.command.kind === 'sendMessage' && stored.result?.ok) {
+        byTurn.set(stored.command.turnId, stored.id);
+      }
+    }
+    await this.deps.resumeTurns(sessionId, (turnId) => {
+      const command = byTurn.get(turnId);
+      if (command !== undefined) this.holdOpen(sessionId, command);
+      return command;
+    });
   }
 
   /** Another process owns the session now: drop its actors here without a word. */

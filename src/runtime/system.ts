@@ -194,7 +194,7 @@ export class Baton {
       locks: this.locks,
       logger: this.logger,
       run: (command, from) => this.here(command, from),
-      resumeTurns: (sessionId) => this.resumeTurns(sessionId),
+      resumeTurns: (sessionId, commandOf) => this.resumeTurns(sessionId, commandOf),
       abortTurns: (sessionId) => {
         // Another process runs them now, from what they stored. Those still
         // waiting for the lock went with it: if the session comes back, they run again.
@@ -563,7 +563,10 @@ export class Baton {
    * on from its journal and ends answered or noticed. Those of a deleted
    * session are closed.
    */
-  private async resumeTurns(sessionId?: string): Promise<void> {
+  private async resumeTurns(
+    sessionId?: string,
+    commandOf: (turnId: string) => number | undefined = () => undefined,
+  ): Promise<void> {
     for (const open of await this.store.listOpenTurns(sessionId)) {
       if (this.coordinator.shared && this.coordinator.epoch(open.sessionId) === undefined) continue;
       const session = await this.store.getSession(open.sessionId);
@@ -580,6 +583,7 @@ export class Baton {
         open.turnId,
         { id: open.messageId, row: null },
         Promise.resolve(),
+        commandOf(open.turnId),
       );
     }
   }
