@@ -75,6 +75,18 @@ describe('the feed of a process that has just started (issue 13, item 1)', () =>
       async () => (await a!.call('GET', `/v1/jobs/${job.id}`)).body.state === 'followedUp',
       { what: 'the second follow-up' },
     );
+    // The lock is given back in a write of its own after the follow-up's:
+    // the last event is stored once that write is.
+    await waitFor(
+      async () => {
+        const { rows } = await cluster.query(
+          `SELECT type, data->>'lock' AS lock FROM "${cluster.schema}".events
+            WHERE owner = 'alice' ORDER BY seq DESC LIMIT 1`,
+        );
+        return rows[0]?.type === 'session.lock' && rows[0]?.lock === 'idle';
+      },
+      { what: 'the lock given back' },
+    );
     const after = await head();
     // Not asserted here: the assertions below say which seqs are missing or doubled.
     await waitFor(() => replaying.seqs.at(-1) === after && live.seqs.at(-1) === after, {
